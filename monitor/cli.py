@@ -1,0 +1,198 @@
+"""The ``newsmonitor`` command: thin click commands over the stages.
+
+Each command loads the settings once, opens what it needs, and turns our own
+errors (:class:`~monitor.errors.MonitorError`) into one ``Error:`` line and
+exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from monitor import __version__
+from monitor.errors import MonitorError
+from monitor.feedsfile import add_feeds, read_opml, write_opml
+from monitor.fetch import make_client
+from monitor.ingest import build_clusterer
+from monitor.pipeline import PassReport, run_pass
+from monitor.scheduler import run_daemon
+from monitor.settings import DEFAULT_CONFIG, FeedConfig, Settings, describe_validation_error, load_settings
+from monitor.store import Store
+
+
+def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MonitorError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = load_settings(ctx.obj["config"])
+    logging.basicConfig(
+        level=settings.log_level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+@click.group()
+@click.version_option(__version__, prog_name="newsmonitor")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG,
+              show_default=True, help="The YAML config; paths inside it are relative to it.")
+@click.pass_context
+def cli(ctx: click.Context, config: Path) -> None:
+    """newsmonitor: ingest news feeds, cluster stories into events, store them in SQLite."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT set an event; the work loop checks it between articles."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def _summary(report: PassReport, store: Store) -> str:
+    added = report.seeds.added + report.feeds.added
+    return (f"pass finished in {report.duration:.1f}s: {added} new articles "
+            f"({report.seeds.added} from seeds), {report.feeds_ok} feeds ok, {report.feeds_failed} failed; "
+            f"{store.count('articles')} articles in {store.count('clusters')} clusters")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="One full pass over seeds and every feed, then exit.")
+@click.pass_context
+@_fail_cleanly
+def run(ctx: click.Context, once: bool) -> None:
+    """Run the monitor: a daemon until SIGTERM/SIGINT, or a single pass with --once."""
+    settings = _settings(ctx)
+    stop = _stop_on_signals()
+    if not once:
+        run_daemon(settings, stop)
+        return
+    store = Store.open(settings.database)
+    try:
+        clusterer = build_clusterer(store, settings.cluster)
+        with make_client(settings.fetch) as client:
+            report = run_pass(settings, store, clusterer, client, should_stop=stop.is_set)
+        click.echo(_summary(report, store))
+    finally:
+        store.close()
+
+
+@cli.group()
+def feeds() -> None:
+    """List, add, import and export feeds (the YAML config is the source of truth)."""
+
+
+@feeds.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+@click.pass_context
+@_fail_cleanly
+def feeds_list(ctx: click.Context, as_json: bool) -> None:
+    """The configured feeds with their last poll's outcome."""
+    settings = _settings(ctx)
+    store = Store.open(settings.database)
+    try:
+        store.sync_feeds(settings.feeds)
+        rows = [r for r in store.feeds() if r["in_config"]]
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        status = row["last_status"] or "never polled"
+        errors = f", {row['consecutive_errors']} errors in a row" if row["consecutive_errors"] else ""
+        click.echo(f"{row['name']}\t{row['url']}\t{status}{errors}")
+
+
+@feeds.command("add")
+@click.argument("url")
+@click.option("--name", help="Display name (default: the host).")
+@click.option("--tag", "tags", multiple=True, help="A tag; repeat for several.")
+@click.pass_context
+@_fail_cleanly
+def feeds_add(ctx: click.Context, url: str, name: str | None, tags: tuple[str, ...]) -> None:
+    """Add a feed to the config file (its comments are kept)."""
+    settings = _settings(ctx)
+    feed = _validated_feed(url, name, tags)
+    added = add_feeds(settings.config_path, [feed])
+    click.echo(f"added {feed.url}" if added else f"already configured: {feed.url}")
+
+
+def _validated_feed(url: str, name: str | None, tags: tuple[str, ...]) -> FeedConfig:
+    try:
+        return FeedConfig(url=url, name=name, tags=tags)
+    except ValidationError as exc:
+        raise click.ClickException(f"{url}: {describe_validation_error(exc)[1]}") from None
+
+
+@feeds.command("import")
+@click.argument("opml_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+@_fail_cleanly
+def feeds_import(ctx: click.Context, opml_file: Path) -> None:
+    """Add every feed of an OPML file to the config (categories become tags)."""
+    settings = _settings(ctx)
+    candidates, invalid = [], []
+    for item in read_opml(opml_file):
+        try:
+            candidates.append(FeedConfig(url=item.url, name=item.name, tags=item.tags))
+        except ValidationError:
+            invalid.append(item.url)
+    added = add_feeds(settings.config_path, candidates)
+    for url in invalid:
+        click.echo(f"skipped invalid URL: {url}", err=True)
+    click.echo(f"imported {len(added)} new feeds ({len(candidates) - len(added)} already configured)")
+
+
+@feeds.command("export")
+@click.pass_context
+@_fail_cleanly
+def feeds_export(ctx: click.Context) -> None:
+    """Print the configured feeds as OPML."""
+    click.echo(write_opml(_settings(ctx).feeds), nl=False)
+
+
+@cli.command()
+@click.option("--limit", default=20, show_default=True, help="How many clusters.")
+@click.pass_context
+@_fail_cleanly
+def clusters(ctx: click.Context, limit: int) -> None:
+    """The latest clusters with their sizes and titles."""
+    settings = _settings(ctx)
+    store = Store.open(settings.database)
+    try:
+        rows = store.latest_clusters(limit)
+    finally:
+        store.close()
+    if not rows:
+        click.echo("no clusters yet: run `newsmonitor run --once`")
+    for row in rows:
+        keywords = json.loads(row["keywords"] or "[]")
+        flag = f"  [tracked: {', '.join(keywords)}]" if keywords else ""
+        click.echo(f"#{row['id']}  {row['size']} articles, {row['sources']} sources, "
+                   f"last seen {row['last_seen']}: {row['title']}{flag}")
+
+
+def main() -> None:
+    cli(obj={})

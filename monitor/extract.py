@@ -1,0 +1,208 @@
+"""Extract stage: clean text and metadata from an HTML page, a plain-text file or a feed entry.
+
+HTML goes through trafilatura (boilerplate removal, title, author, date,
+canonical URL); plain text has no markup to guide it, so :func:`clean_lines`
+removes the site chrome that text dumps of news pages carry. Both paths end in
+the same cleaning, so an article reads the same whichever way it came in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import lxml.html
+import py3langid
+import trafilatura
+from lxml.etree import ParserError
+
+from monitor.models import Article, FeedEntry, Fetched, Skipped
+
+MIN_TEXT_CHARS = 80
+MAX_TITLE_CHARS = 200
+
+# Lines that are site furniture, not reporting. Matched on a whole (stripped) line.
+_CHROME = re.compile(
+    r"""(?ix)^(
+        share\ (this|on)(\ (article|story|page|post))?:? |
+        .*\bcan\ also\ be\ accessed\ at\ the\ following\ alternate\ address(es)?\b.* |
+        (follow|like|join)\ us\ on\b.{0,60} |
+        (sign\ up|subscribe)\b.{0,80}\b(newsletter|updates|alerts)\b.{0,40} |
+        (read\ more|related(\ (articles|stories|content))?|advertisement|sponsored(\ content)?|
+         most\ (read|popular)|trending(\ now)?|comments?)\s*:? |
+        .*\ball\ rights\ reserved\b.* |
+        (copyright\ )?(©|\(c\))\ ?\d{4}.* |
+        (photo|image|picture|credit)s?\ ?:.{0,120} |
+        .{0,200}\((file\ )?(photo|image|picture)[^)]{0,60}\)
+    )$"""
+)
+_DOMAIN = re.compile(r"(?i)^(https?://)?(www\.)?[a-z0-9-]+(\.[a-z0-9-]+)+/?$")
+_BREADCRUMB = re.compile(r"^\s*[\w&'’-]+(\s[\w&'’-]+){0,2}(\s*[/>|»]\s*[\w&'’-]+(\s[\w&'’-]+){0,2})+\s*$")
+# A footer starts at a "share"/"alternate addresses" line when only a few short lines follow it.
+_FOOTER_START = re.compile(r"(?i)^(share\ this|.*alternate address)", re.X)
+_DATELINE = re.compile(r"^[A-Z][A-Z.,'’ -]{1,40}(\([^)]{1,40}\))?\s*[–—-]{1,2}\s+")
+_SENTENCE_END = re.compile(r"[.!?][\"”’']?(\s|$)")
+
+
+def _is_chrome(line: str) -> bool:
+    return bool(_CHROME.match(line) or _DOMAIN.match(line) or _BREADCRUMB.match(line))
+
+
+def _cut_footer(lines: list[str]) -> list[str]:
+    """Drop a trailing footer block: a share/alternate-address line followed only by short lines."""
+    for index, line in enumerate(lines):
+        if _FOOTER_START.match(line):
+            tail = lines[index + 1 :]
+            if len(tail) <= 4 and all(len(t) < 80 for t in tail):
+                return lines[:index]
+    return lines
+
+
+def clean_lines(text: str) -> list[str]:
+    """Paragraphs of ``text`` without site chrome; whitespace normalised, empty lines gone."""
+    lines = [re.sub(r"\s+", " ", line).strip() for line in text.splitlines()]
+    lines = _cut_footer([line for line in lines if line])
+    return [line for line in lines if not _is_chrome(line)]
+
+
+def _looks_like_headline(line: str) -> bool:
+    words = line.split()
+    return 3 <= len(words) <= 25 and len(line) <= MAX_TITLE_CHARS and not re.search(r"[.!?:;,\"”]$", line)
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_TITLE_CHARS:
+        return text
+    return text[:MAX_TITLE_CHARS].rsplit(" ", 1)[0] + "…"
+
+
+def first_sentence(paragraph: str) -> str:
+    """The opening sentence without a dateline ("WASHINGTON –"), as a stand-in title."""
+    body = _DATELINE.sub("", paragraph, count=1)
+    match = _SENTENCE_END.search(body, 20)
+    sentence = body[: match.end()].strip() if match else body
+    return _shorten(sentence)
+
+
+def title_and_body(lines: list[str]) -> tuple[str, list[str]]:
+    """A headline line if the text opens with one (it is then not repeated in the body), else the first sentence."""
+    if len(lines) > 1 and _looks_like_headline(lines[0]) and len(lines[1]) > len(lines[0]):
+        return lines[0], lines[1:]
+    return (first_sentence(lines[0]) if lines else ""), lines
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code from py3langid (its model ships inside the package: nothing downloaded)."""
+    if len(text) < 20:
+        return None
+    return py3langid.classify(text[:3000])[0]
+
+
+def source_of(url: str) -> str:
+    """The outlet an article belongs to: its host without ``www.``."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host.removeprefix("www.") or url
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def article_from_text(text: str, *, url: str, source: str, fetched_at: datetime) -> Article | Skipped:
+    """A plain-text article: cleaned, titled, language detected."""
+    title, body = title_and_body(clean_lines(text))
+    body_text = "\n\n".join(body)
+    if len(body_text) < MIN_TEXT_CHARS:
+        return Skipped(url, f"too little text after cleaning ({len(body_text)} characters)")
+    return Article(
+        url=url, title=title, text=body_text, source=source, fetched_at=fetched_at,
+        language=detect_language(body_text), extraction="text-file",
+    )
+
+
+def article_from_html(content: bytes | str, *, url: str, fetched_at: datetime) -> Article | Skipped:
+    """A web page through trafilatura, then the same line cleaning as plain text."""
+    try:
+        doc = trafilatura.bare_extraction(content, url=url, with_metadata=True, include_comments=False)
+    except (ValueError, TypeError, ParserError) as exc:
+        return Skipped(url, f"trafilatura could not parse the page: {exc}")
+    if doc is None or not doc.text:
+        return Skipped(url, "trafilatura found no article text")
+    lines = clean_lines(doc.text)
+    text = "\n\n".join(lines)
+    if len(text) < MIN_TEXT_CHARS:
+        return Skipped(url, f"too little text after cleaning ({len(text)} characters)")
+    title = (doc.title or "").strip() or title_and_body(lines)[0]
+    canonical = doc.url if doc.url and doc.url.startswith(("http://", "https://")) else None
+    return Article(
+        url=url, title=_shorten(title), text=text, source=source_of(canonical or url),
+        author=doc.author or None, published=_parse_date(doc.date), fetched_at=fetched_at,
+        language=doc.language or detect_language(text), canonical_url=canonical, extraction="trafilatura",
+    )
+
+
+def html_fragment_to_text(fragment: str) -> str:
+    """Feed content is an HTML fragment: keep its text, one paragraph per block element."""
+    try:
+        root = lxml.html.fromstring(f"<div>{fragment}</div>")
+    except (ParserError, ValueError):
+        return fragment
+    for block in root.iter("p", "br", "div", "li", "h1", "h2", "h3", "h4", "blockquote"):
+        block.tail = "\n" + (block.tail or "")
+    return root.text_content()
+
+
+def article_from_entry(
+    entry: FeedEntry, page: Fetched | None, *, feed_id: int | None, feed_name: str, fetched_at: datetime
+) -> Article | Skipped:
+    """The entry's page through trafilatura; failing that, the entry's own content or summary.
+
+    The fallback is recorded in ``extraction`` so a feed whose pages never
+    extract is visible. An entry without link or title is still stored from what it has.
+    """
+    link = entry.link or entry.guid or ""
+    extracted = article_from_html(page.content, url=page.final_url, fetched_at=fetched_at) if page else None
+    if isinstance(extracted, Article):
+        return _with_entry_fields(extracted, entry, link, feed_id)
+    for kind, fragment in (("feed-content", entry.content), ("feed-summary", entry.summary)):
+        if not fragment:
+            continue
+        lines = clean_lines(html_fragment_to_text(fragment))
+        text = "\n\n".join(lines)
+        if not text:
+            continue
+        title = entry.title or title_and_body(lines)[0]
+        return Article(
+            url=link, title=_shorten(title), text=text, source=source_of(link) if link else feed_name,
+            guid=entry.guid, feed_id=feed_id, author=entry.author, published=entry.published,
+            fetched_at=fetched_at, language=detect_language(text), extraction=kind,
+        )
+    if entry.title:
+        return Article(
+            url=link, title=_shorten(entry.title), text=entry.title, source=source_of(link) if link else feed_name,
+            guid=entry.guid, feed_id=feed_id, author=entry.author, published=entry.published,
+            fetched_at=fetched_at, language=detect_language(entry.title), extraction="feed-title",
+        )
+    reason = extracted.reason if isinstance(extracted, Skipped) else "entry has no title, content or summary"
+    return Skipped(link or "(entry without link)", reason)
+
+
+def _with_entry_fields(article: Article, entry: FeedEntry, link: str, feed_id: int | None) -> Article:
+    """The feed knows the entry's GUID, and often its date and author better than the page does."""
+    return replace(
+        article,
+        url=link or article.url,
+        guid=entry.guid,
+        feed_id=feed_id,
+        title=entry.title or article.title,
+        author=article.author or entry.author,
+        published=entry.published or article.published,
+    )

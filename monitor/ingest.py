@@ -1,0 +1,117 @@
+"""The writer's step: exact dedup, near-dup and event clustering, stored in one transaction.
+
+Only the writer thread calls :func:`ingest_article`. The clusterer decides
+before the commit and learns the article only after it, so a rolled-back
+transaction never leaves the in-memory index ahead of the database.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.dedup import canonical_url, content_hash
+from monitor.models import Article
+from monitor.store import Store, iso
+
+
+@dataclass(frozen=True)
+class Stored:
+    article_id: int
+    cluster_id: int
+    is_new_cluster: bool
+    duplicate_of: int | None
+
+
+@dataclass(frozen=True)
+class AlreadyStored:
+    article_id: int
+    reason: str
+
+
+IngestOutcome = Stored | AlreadyStored
+
+
+def matched_keywords(keywords: Sequence[str], text: str) -> list[str]:
+    """Tracked terms found in ``text`` as whole words, case-insensitively ("ICE" is not in "police")."""
+    return [k for k in keywords if re.search(rf"(?<!\w){re.escape(k)}(?!\w)", text, re.IGNORECASE)]
+
+
+def _doc(article_id: int, title: str, text: str, when: datetime | None, source: str) -> Doc:
+    return Doc(id=article_id, title=title, text=text, published=when, source=source)
+
+
+def _article_time(article: Article) -> datetime:
+    return article.published or article.fetched_at or datetime.now(UTC)
+
+
+def _row(article: Article, canonical: str | None, digest: str) -> dict[str, object]:
+    return {
+        "url": article.url or None, "canonical_url": canonical, "guid": article.guid,
+        "feed_id": article.feed_id, "source": article.source, "title": article.title,
+        "text": article.text, "author": article.author, "published": iso(article.published),
+        "fetched_at": iso(article.fetched_at or datetime.now(UTC)), "language": article.language,
+        "content_hash": digest, "extraction": article.extraction,
+    }
+
+
+def ingest_article(
+    store: Store, clusterer: Clusterer, article: Article, *, keywords: Sequence[str] = ()
+) -> IngestOutcome:
+    """Store ``article`` once, with its cluster; storing it again is a no-op that says why."""
+    url = article.canonical_url or article.url
+    canonical = canonical_url(url) if url else None
+    digest = content_hash(article.text)
+    with store.transaction():
+        existing = store.find_duplicate(canonical_url=canonical, guid=article.guid, content_hash=digest)
+        if existing:
+            return AlreadyStored(*existing)
+        article_id = store.insert_article(_row(article, canonical, digest))
+        doc = _doc(article_id, article.title, article.text, _article_time(article), article.source)
+        assignment = clusterer.decide(doc)
+        store.ensure_cluster(assignment.cluster_id, title=article.title)
+        store.set_article_cluster(
+            article_id,
+            cluster_id=assignment.cluster_id,
+            duplicate_of=assignment.duplicate_of,
+            duplicate_similarity=assignment.duplicate_similarity,
+            cluster_score=assignment.score,
+            cluster_terms=json.dumps(list(assignment.shared_terms)),
+        )
+        store.refresh_cluster(
+            assignment.cluster_id,
+            keywords=matched_keywords(keywords, f"{article.title}\n{article.text}"),
+        )
+    clusterer.add(doc, assignment)
+    return Stored(article_id, assignment.cluster_id, assignment.is_new_cluster, assignment.duplicate_of)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def build_clusterer(store: Store, params: ClusterParams, *, window: timedelta | None = None) -> Clusterer:
+    """A clusterer that remembers what is stored: replays stored assignments in id order.
+
+    Only articles inside ``window`` (if given) are replayed, so start-up cost
+    stays bounded after months of running.
+    """
+    clusterer = Clusterer(params)
+    since = iso(datetime.now(UTC) - window) if window else None
+    for row in store.articles_for_clusterer(since):
+        when = _parse_time(row["published"]) or _parse_time(row["fetched_at"])
+        doc = _doc(row["id"], row["title"] or "", row["text"] or "", when, row["source"] or "")
+        assignment = Assignment(
+            cluster_id=row["cluster_id"] if row["cluster_id"] is not None else row["id"],
+            is_new_cluster=row["cluster_id"] == row["id"],
+            duplicate_of=row["duplicate_of"],
+            duplicate_similarity=row["duplicate_similarity"],
+            score=row["cluster_score"],
+            shared_terms=(),
+        )
+        clusterer.add(doc, assignment)
+    return clusterer

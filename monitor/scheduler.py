@@ -1,0 +1,111 @@
+"""The daemon: APScheduler fires one job per feed; jobs produce, this thread writes.
+
+Jobs run in APScheduler's thread pool and only fetch, parse and extract
+(:func:`~monitor.pipeline.poll_feed`); they put their :class:`FeedResult` on a
+queue. The thread that called :func:`run_daemon` owns the database connection
+and the clusterer and applies results one by one, so SQLite sees a single
+writer however many feeds are in flight. SIGTERM/SIGINT set ``stop``: the
+writer finishes the article in hand, commits, waits for running jobs, applies
+what they fetched and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.cluster import Clusterer
+from monitor.fetch import HostLimiter, make_client
+from monitor.ingest import build_clusterer
+from monitor.pipeline import FeedResult, apply_feed_result, ingest_seeds, poll_feed
+from monitor.settings import FeedConfig, Settings
+from monitor.store import Store, StoreReader, now_iso
+
+log = logging.getLogger(__name__)
+
+SEEDS = "seeds"
+
+
+def _feed_job(feed: FeedConfig, settings: Settings, reader: StoreReader, limiter: HostLimiter,
+              client, results: queue.Queue) -> None:
+    """Producer: poll one feed if it is due (backoff may have pushed it later) and queue the result."""
+    state = reader.feed_state(feed.url)
+    if state is None or not state.is_due(now_iso()):
+        return
+    results.put(poll_feed(client, feed, state, settings=settings.fetch, limiter=limiter, known=reader))
+
+
+def build_scheduler(settings: Settings, store: Store, results: queue.Queue, client) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(settings.fetch.concurrency)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+        timezone=UTC,
+    )
+    reader = StoreReader(store.path)
+    limiter = HostLimiter(settings.fetch.per_host, settings.fetch.per_host_delay)
+    start = datetime.now(UTC)
+    for feed in settings.feeds:
+        scheduler.add_job(
+            _feed_job, IntervalTrigger(seconds=feed.interval, jitter=settings.schedule.jitter, timezone=UTC),
+            args=[feed, settings, reader, limiter, client, results], id=feed.url, name=feed.display_name,
+            next_run_time=start,
+        )
+    scheduler.add_job(
+        results.put, IntervalTrigger(seconds=settings.schedule.seeds_interval, timezone=UTC), args=[SEEDS],
+        id=SEEDS, name=SEEDS, next_run_time=start,
+    )
+    return scheduler
+
+
+def _apply(item: FeedResult | str, settings: Settings, store: Store, clusterer: Clusterer,
+           stop: threading.Event) -> None:
+    if item == SEEDS:
+        counts = ingest_seeds(settings, store, clusterer, stop.is_set)
+        if counts.added or counts.skipped:
+            log.info("seeds: %d new, %d skipped", counts.added, counts.skipped)
+    else:
+        apply_feed_result(store, clusterer, item, settings=settings, should_stop=stop.is_set)
+
+
+def run_daemon(settings: Settings, stop: threading.Event) -> None:
+    """Run until ``stop`` is set; everything is built here, nothing lives at module level."""
+    store = Store.open(settings.database)
+    try:
+        store.sync_feeds(settings.feeds)
+        clusterer = build_clusterer(store, settings.cluster, window=timedelta(days=30))
+        results: queue.Queue = queue.Queue()
+        with make_client(settings.fetch) as client:
+            scheduler = build_scheduler(settings, store, results, client)
+            scheduler.start()
+            log.info("daemon started: %d feeds, database %s", len(settings.feeds), settings.database)
+            try:
+                while not stop.is_set():
+                    try:
+                        item = results.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                    _apply(item, settings, store, clusterer, stop)
+            finally:
+                scheduler.shutdown(wait=True)
+                _drain(results, settings, store, clusterer)
+    finally:
+        store.close()
+    log.info("daemon stopped")
+
+
+def _drain(results: queue.Queue, settings: Settings, store: Store, clusterer: Clusterer) -> None:
+    """What running jobs fetched before the stop is stored rather than fetched again next time."""
+    never = threading.Event()
+    while True:
+        try:
+            item = results.get_nowait()
+        except queue.Empty:
+            return
+        if item != SEEDS:
+            _apply(item, settings, store, clusterer, never)

@@ -1,0 +1,166 @@
+"""One settings object, built once from the YAML config, validated, frozen, passed explicitly.
+
+Why pydantic: every key gets a type, a default and a description in one place,
+and a wrong key or value becomes one readable line (see :func:`load_settings`)
+instead of a traceback deep inside a stage.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from monitor.cluster import ClusterParams
+from monitor.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/monitor.yaml")
+DEFAULT_USER_AGENT = "newsmonitor/0.1 (+https://github.com/newsmonitor/newsmonitor)"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"2h"`` or ``"1d"``: config files read better with units."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 900, '15m' or '2h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration such as 900, '15m' or '2h', got {value!r}")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Frozen):
+    url: str = Field(description="The feed's URL (http or https).")
+    name: str | None = Field(None, description="A display name; defaults to the feed's host.")
+    interval: float = Field(1800, description="Seconds between polls (or '15m', '2h').")
+    tags: tuple[str, ...] = Field((), description="Free labels, e.g. politics, used by alert rules.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/:?#]+(:\d+)?([/?#]\S*)?$", value.strip()):
+            raise ValueError(f"not a valid http(s) URL: {value!r}")
+        return value.strip()
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or re.sub(r"^https?://([^/:]+).*$", r"\1", self.url)
+
+
+class FetchSettings(_Frozen):
+    user_agent: str = Field(DEFAULT_USER_AGENT, description="User-Agent sent with every request.")
+    timeout: float = Field(20.0, gt=0, description="Seconds before a request is abandoned.")
+    max_bytes: int = Field(10_000_000, gt=0, description="Larger bodies are refused, not truncated.")
+    max_redirects: int = Field(5, ge=0, description="Redirects followed before giving up.")
+    concurrency: int = Field(8, ge=1, description="Requests in flight at once, over all hosts.")
+    per_host: int = Field(2, ge=1, description="Requests in flight at once to one host.")
+    per_host_delay: float = Field(1.0, ge=0, description="Minimum seconds between requests to one host.")
+    fetch_pages: bool = Field(True, description="Fetch each entry's page; if false use feed content.")
+
+
+class ScheduleSettings(_Frozen):
+    seeds_interval: float = Field(300, description="Seconds between rescans of seeds_dir.")
+    jitter: float = Field(30, ge=0, description="Random seconds added to each poll, to spread load.")
+    max_backoff: float = Field(86400, description="Longest wait after repeated failures of a feed.")
+
+    @field_validator("seeds_interval", "max_backoff", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class Settings(_Frozen):
+    database: Path = Field(Path("monitor.db"), description="SQLite file, relative to the config file.")
+    seeds_dir: Path | None = Field(Path("seeds"), description="Folder of *.txt / *.html articles.")
+    feeds: tuple[FeedConfig, ...] = Field((), description="The feeds to poll.")
+    keywords: tuple[str, ...] = Field((), description="Tracked terms; matching clusters are flagged.")
+    fetch: FetchSettings = FetchSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    cluster: ClusterParams = ClusterParams()
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    config_path: Path | None = Field(None, exclude=True, description="Where this was read from.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {value!r}")
+        return level
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, turning every I/O or syntax problem into a ConfigError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", file=str(path)) from None
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"invalid YAML{where}: {problem}", file=str(path)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> tuple[str, str]:
+    """The first offending key (dotted, with list indexes) and a message covering all errors."""
+    parts = []
+    first_key = ""
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        first_key = first_key or key
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        parts.append(f"{key}: {message}")
+    return first_key, "; ".join(parts)
+
+
+def settings_from_mapping(data: Any, *, path: Path | None = None) -> Settings:
+    """Validate a parsed config mapping; resolve its paths relative to the config file."""
+    file = str(path) if path else None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a mapping of keys to values", file=file)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        key, message = describe_validation_error(exc)
+        raise ConfigError(message, file=file, key=None if message.startswith(key) else key) from None
+    base = path.parent if path else Path.cwd()
+    updates: dict[str, Any] = {"config_path": path, "database": base / settings.database}
+    if settings.seeds_dir is not None:
+        updates["seeds_dir"] = base / settings.seeds_dir
+    return settings.model_copy(update=updates)
+
+
+def load_settings(path: Path = DEFAULT_CONFIG) -> Settings:
+    """Build the Settings once at start-up; every error names the key and the file."""
+    path = Path(path)
+    return settings_from_mapping(read_yaml(path), path=path.resolve())

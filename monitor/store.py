@@ -1,0 +1,316 @@
+"""Store stage: the only module that writes SQL.
+
+A :class:`Store` wraps one ``sqlite_utils.Database`` connection, used by one
+thread (the writer). Schema changes are numbered migrations, so a database made
+by an older version upgrades itself on open.
+
+Transactions are explicit (``BEGIN IMMEDIATE`` ... ``COMMIT``) with the
+connection in autocommit mode: an article, its cluster update and its keyword
+flags are one transaction, and a process killed at any point leaves either all
+of them or none. Inside a transaction only raw ``execute`` is used, because
+sqlite-utils' write helpers commit on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from monitor.errors import StoreError
+from monitor.settings import FeedConfig
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
+
+
+def _migration_1_initial(db: sqlite_utils.Database) -> None:
+    db["feeds"].create(
+        {
+            "id": int, "url": str, "name": str, "title": str, "tags": str, "interval": float,
+            "in_config": int, "etag": str, "last_modified": str, "last_status": str,
+            "last_http_status": int, "last_error": str, "last_fetched": str, "last_success": str,
+            "consecutive_errors": int, "next_due": str, "disabled": int, "entries_seen": int,
+            "articles_added": int,
+        },
+        pk="id",
+        not_null={"url"},
+        if_not_exists=True,
+        defaults={"consecutive_errors": 0, "disabled": 0, "in_config": 1, "entries_seen": 0,
+                  "articles_added": 0},
+    )
+    db["feeds"].create_index(["url"], unique=True, if_not_exists=True)
+    db["clusters"].create(
+        {
+            "id": int, "title": str, "first_seen": str, "last_seen": str, "size": int,
+            "articles": int, "sources": int, "keywords": str, "updated_at": str,
+        },
+        pk="id",
+        defaults={"size": 0, "articles": 0, "sources": 0, "keywords": "[]"},
+        if_not_exists=True,
+    )
+    db["articles"].create(
+        {
+            "id": int, "url": str, "canonical_url": str, "guid": str, "feed_id": int, "source": str,
+            "title": str, "text": str, "author": str, "published": str, "fetched_at": str,
+            "language": str, "content_hash": str, "extraction": str, "cluster_id": int,
+            "duplicate_of": int, "duplicate_similarity": float, "cluster_score": float,
+            "cluster_terms": str,
+        },
+        pk="id",
+        foreign_keys=[("feed_id", "feeds", "id"), ("cluster_id", "clusters", "id"),
+                      ("duplicate_of", "articles", "id")],
+        if_not_exists=True,
+    )
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_articles_canonical_url ON articles(canonical_url) "
+               "WHERE canonical_url IS NOT NULL")
+    db["articles"].create_index(["guid"], if_not_exists=True)
+    db["articles"].create_index(["content_hash"], if_not_exists=True)
+    db["articles"].create_index(["cluster_id"], if_not_exists=True)
+    db["articles"].create_index(["published"], if_not_exists=True)
+    if not db["articles"].detect_fts():
+        db["articles"].enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
+    db["runs"].create(
+        {"id": int, "started": str, "finished": str, "kind": str, "seeds": int, "feeds_ok": int,
+         "feeds_failed": int, "articles_added": int, "duplicates": int, "skipped": int,
+         "duration": float},
+        pk="id",
+        if_not_exists=True,
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1_initial,)
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the fetch stage needs to know about a feed before polling it."""
+
+    id: int
+    url: str
+    name: str
+    etag: str | None
+    last_modified: str | None
+    consecutive_errors: int
+    disabled: bool
+    next_due: str | None
+
+    def is_due(self, at: str) -> bool:
+        return not self.disabled and (self.next_due is None or self.next_due <= at)
+
+
+def _feed_state(conn: sqlite3.Connection, url: str) -> FeedState | None:
+    row = conn.execute(
+        "SELECT id, url, name, etag, last_modified, consecutive_errors, disabled, next_due FROM feeds WHERE url = ?",
+        [url],
+    ).fetchone()
+    if row is None:
+        return None
+    return FeedState(row[0], row[1], row[2], row[3], row[4], row[5] or 0, bool(row[6]), row[7])
+
+
+class Store:
+    def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating and migrating if needed); any problem is one StoreError naming the file."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(sqlite_utils.Database(conn), path)
+            store.migrate()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(f"{path}: cannot use the database: {exc}") from None
+        return store
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        if not self.db["_migrations"].exists():
+            return 0
+        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM _migrations").fetchone()[0]
+
+    def migrate(self) -> None:
+        if not self.db["_migrations"].exists():
+            self.db["_migrations"].create({"id": int, "name": str, "applied_at": str}, pk="id")
+        for number, migration in enumerate(MIGRATIONS, start=1):
+            if number <= self.schema_version():
+                continue
+            # Not one transaction: sqlite-utils' FTS set-up runs executescript, which commits.
+            # Each migration is therefore written to be re-runnable after a crash half-way.
+            migration(self.db)
+            self.db.execute("INSERT INTO _migrations (id, name, applied_at) VALUES (?, ?, ?)",
+                            [number, migration.__name__, now_iso()])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of work; rolled back on any exception (including KeyboardInterrupt)."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- feeds --------------------------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Sequence[FeedConfig]) -> None:
+        """Mirror the config's feed list: the YAML is the source of truth, the table holds state."""
+        with self.transaction():
+            self.db.execute("UPDATE feeds SET in_config = 0")
+            for feed in feeds:
+                self.db.execute(
+                    "INSERT INTO feeds (url, name, tags, interval, in_config) VALUES (?, ?, ?, ?, 1) "
+                    "ON CONFLICT(url) DO UPDATE SET name = excluded.name, tags = excluded.tags, "
+                    "interval = excluded.interval, in_config = 1",
+                    [feed.url, feed.display_name, json.dumps(list(feed.tags)), feed.interval],
+                )
+
+    def feed_state(self, url: str) -> FeedState | None:
+        return _feed_state(self.db.conn, url)
+
+    def update_feed(self, feed_id: int, **fields: Any) -> None:
+        """Record a poll's outcome; callers pass only the columns that changed."""
+        if not fields:
+            return
+        assignments = ", ".join(f"[{name}] = ?" for name in fields)
+        with self.transaction():
+            self.db.execute(f"UPDATE feeds SET {assignments} WHERE id = ?", [*fields.values(), feed_id])
+
+    def feeds(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM feeds ORDER BY id"))
+
+    # -- articles -----------------------------------------------------------------------------
+
+    def find_duplicate(
+        self, *, canonical_url: str | None, guid: str | None, content_hash: str
+    ) -> tuple[int, str] | None:
+        """An already stored article with the same canonical URL, GUID or text hash, and which key matched."""
+        checks = (("canonical url", "canonical_url", canonical_url), ("guid", "guid", guid),
+                  ("text hash", "content_hash", content_hash))
+        for reason, column, value in checks:
+            if not value:
+                continue
+            row = self.db.execute(f"SELECT id FROM articles WHERE {column} = ? LIMIT 1", [value]).fetchone()
+            if row:
+                return row[0], reason
+        return None
+
+    def insert_article(self, row: dict[str, Any]) -> int:
+        columns = ", ".join(f"[{c}]" for c in row)
+        marks = ", ".join("?" for _ in row)
+        cursor = self.db.execute(f"INSERT INTO articles ({columns}) VALUES ({marks})", list(row.values()))
+        return cursor.lastrowid
+
+    def set_article_cluster(self, article_id: int, **fields: Any) -> None:
+        assignments = ", ".join(f"[{name}] = ?" for name in fields)
+        self.db.execute(f"UPDATE articles SET {assignments} WHERE id = ?", [*fields.values(), article_id])
+
+    def ensure_cluster(self, cluster_id: int, *, title: str) -> None:
+        """A new cluster is named after its first article."""
+        self.db.execute(
+            "INSERT INTO clusters (id, title) VALUES (?, ?) ON CONFLICT(id) DO NOTHING", [cluster_id, title]
+        )
+
+    def refresh_cluster(self, cluster_id: int, *, keywords: Sequence[str] = ()) -> None:
+        """Recompute a cluster's statistics from its articles (duplicates count once in ``size``)."""
+        existing = json.loads(
+            self.db.execute("SELECT keywords FROM clusters WHERE id = ?", [cluster_id]).fetchone()[0] or "[]"
+        )
+        merged = sorted(set(existing) | set(keywords), key=str.casefold)
+        self.db.execute(
+            """
+            UPDATE clusters SET
+              first_seen = (SELECT MIN(COALESCE(published, fetched_at)) FROM articles WHERE cluster_id = :id),
+              last_seen = (SELECT MAX(COALESCE(published, fetched_at)) FROM articles WHERE cluster_id = :id),
+              size = (SELECT COUNT(*) FROM articles WHERE cluster_id = :id AND duplicate_of IS NULL),
+              articles = (SELECT COUNT(*) FROM articles WHERE cluster_id = :id),
+              sources = (SELECT COUNT(DISTINCT source) FROM articles WHERE cluster_id = :id),
+              keywords = :keywords,
+              updated_at = :now
+            WHERE id = :id
+            """,
+            {"id": cluster_id, "keywords": json.dumps(merged), "now": now_iso()},
+        )
+
+    def articles_for_clusterer(self, since: str | None = None) -> Iterator[dict[str, Any]]:
+        """Stored articles in id order, to rebuild the clusterer's in-memory state at start-up."""
+        sql = ("SELECT id, title, text, published, fetched_at, source, cluster_id, duplicate_of, "
+               "duplicate_similarity, cluster_score FROM articles")
+        params: list[Any] = []
+        if since:
+            sql += " WHERE COALESCE(published, fetched_at) >= ?"
+            params.append(since)
+        yield from self.db.query(sql + " ORDER BY id", params)
+
+    # -- runs and reports ---------------------------------------------------------------------
+
+    def record_run(self, row: dict[str, Any]) -> int:
+        columns = ", ".join(f"[{c}]" for c in row)
+        marks = ", ".join("?" for _ in row)
+        with self.transaction():
+            return self.db.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", list(row.values())).lastrowid
+
+    def latest_clusters(self, limit: int = 20) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "SELECT id, title, size, articles, sources, first_seen, last_seen, keywords FROM clusters "
+            "ORDER BY last_seen DESC, id DESC LIMIT ?", [limit]))
+
+    def count(self, table: str) -> int:
+        return self.db[table].count
+
+
+class StoreReader:
+    """Read-only look-ups for worker threads: a feed's state, and is this entry already stored?
+
+    Workers must not share the writer's connection (sqlite3 connections are
+    per-thread), so each thread opens its own read-only one; WAL lets them
+    read while the writer commits.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._uri, uri=True, timeout=30, check_same_thread=True)
+            self._local.conn = conn
+        return conn
+
+    def feed_state(self, url: str) -> FeedState | None:
+        return _feed_state(self._conn(), url)
+
+    def contains(self, *, canonical_url: str | None, guid: str | None) -> bool:
+        conn = self._conn()
+        for column, value in (("canonical_url", canonical_url), ("guid", guid)):
+            if value and conn.execute(f"SELECT 1 FROM articles WHERE {column} = ? LIMIT 1", [value]).fetchone():
+                return True
+        return False
