@@ -1,0 +1,308 @@
+"""Evaluate the online event clusterer against gold document clusters.
+
+Datasets (under ``<repo>/../shared/data`` unless ``--data`` is given):
+
+- ``ecb`` - ECB+ topics 1-25 (dev split): 535 documents, 46 gold clusters, one per
+  (topic, ecb|ecbplus component).  Each topic holds two real events of the same kind,
+  so this measures whether same-kind events stay apart.  The XML tokens are joined
+  per sentence; in ``*ecbplus.xml`` sentence 0 is the source URL and is dropped.  The
+  first remaining sentence doubles as the title (the text keeps it too, so one-sentence
+  docs are not empty).  No timestamps exist, so every doc gets the same day.
+- ``uci`` - UCI News Aggregator sample: 6,366 story-labelled headlines streamed in
+  timestamp order (rows with other than 8 fields are dropped).  Labels come from
+  Google News and are noisy (events split over several story ids), so pairwise
+  precision is the more trustworthy figure there.
+
+Docs are streamed one at a time, the clusterer is never told the number of clusters.
+By default they go through the daemon's own path (``Store`` + ``ingest_article``
+into a temporary SQLite file) when those modules are importable; ``--direct``
+drives ``Clusterer`` alone (faster, no exact-dedup stage).
+
+Input order: ECB+ has no dates, so the order is a deterministic shuffle
+(``--seed``, default 0; ``--order sorted`` streams topic by topic, which is easier
+because each event's reports arrive together).  A single-pass clusterer depends on
+order: an early vague report can seed a cluster that later reports of a sibling
+event are pulled into, and early IDF values are rough.  ``--seeds N`` runs N
+shuffles and prints mean/min/max so the spread is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from monitor.cluster import Clusterer, ClusterParams, Doc
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ECB_DAY = datetime(2015, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One evaluation document with its gold label."""
+
+    key: str
+    title: str
+    text: str
+    published: datetime
+    source: str
+    gold: str
+
+
+# --------------------------------------------------------------------------- loading
+
+_DETOK = [
+    (re.compile(r" ([.,;:!?%)\]}'’”])"), r"\1"),
+    (re.compile(r"([(\[{$“‘]) "), r"\1"),
+    (re.compile(r" (n't|'s|'re|'ve|'ll|'d|'m)\b"), r"\1"),
+    (re.compile(r"`` ?| ?''"), '"'),
+]
+
+
+def _detokenize(tokens: Iterable[str]) -> str:
+    s = " ".join(tokens)
+    for pat, rep in _DETOK:
+        s = pat.sub(rep, s)
+    return s
+
+
+def load_ecb(data: Path, topics: Sequence[int] | None = None) -> list[Item]:
+    """ECB+ documents sorted by (topic, file); gold = topic + component."""
+    root = data / "ecb-plus" / "ECB+"
+    if not root.is_dir():
+        raise FileNotFoundError(f"ECB+ data not found at {root}")
+    items = []
+    for tdir in sorted(root.iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else 0):
+        if not tdir.name.isdigit() or (topics and int(tdir.name) not in topics):
+            continue
+        for path in sorted(tdir.glob("*.xml")):
+            plus = path.name.endswith("ecbplus.xml")
+            sentences: dict[int, list[str]] = defaultdict(list)
+            for tok in ET.parse(path).getroot().iter("token"):
+                sentences[int(tok.get("sentence", "0"))].append(tok.text or "")
+            order = sorted(sentences)
+            if plus and order and order[0] == 0:
+                order = order[1:]
+            lines = [_detokenize(sentences[i]) for i in order]
+            if not lines:
+                continue
+            items.append(
+                Item(
+                    key=path.stem,
+                    title=lines[0],
+                    text="\n".join(lines),
+                    published=ECB_DAY,
+                    source=path.stem,
+                    gold=f"{tdir.name}/{'ecbplus' if plus else 'ecb'}",
+                )
+            )
+    return items
+
+
+def load_uci(data: Path) -> list[Item]:
+    """UCI headlines in timestamp order (stable on ID); gold = STORY."""
+    path = data / "uci-news-aggregator-sample" / "uci-news-aggregator.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"UCI data not found at {path}")
+    rows = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        for row in reader:
+            if len(row) != 8 or not row[7].isdigit():
+                continue
+            rows.append(row)
+    rows.sort(key=lambda r: (int(r[7]), int(r[0])))
+    return [
+        Item(
+            key=r[0],
+            title=r[1],
+            text="",
+            published=datetime.fromtimestamp(int(r[7]) / 1000, tz=UTC),
+            source=r[6],
+            gold=r[5],
+        )
+        for r in rows
+    ]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def bcubed(pred: Sequence[int], gold: Sequence[str]) -> tuple[float, float, float]:
+    """B-cubed precision, recall, F1 (per-item averages), computed from co-occurrence counts."""
+    n = len(pred)
+    joint = Counter(zip(pred, gold, strict=True))
+    psize = Counter(pred)
+    gsize = Counter(gold)
+    p = sum(c * c / psize[k] for (k, _), c in joint.items()) / n
+    r = sum(c * c / gsize[g] for (_, g), c in joint.items()) / n
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def pairwise(pred: Sequence[int], gold: Sequence[str]) -> tuple[float, float]:
+    """Pairwise precision and recall over all same-cluster pairs."""
+    joint = Counter(zip(pred, gold, strict=True))
+    same_both = sum(c * (c - 1) / 2 for c in joint.values())
+    same_pred = sum(c * (c - 1) / 2 for c in Counter(pred).values())
+    same_gold = sum(c * (c - 1) / 2 for c in Counter(gold).values())
+    precision = same_both / same_pred if same_pred else 1.0
+    recall = same_both / same_gold if same_gold else 1.0
+    return precision, recall
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _pipeline_available() -> bool:
+    try:
+        from monitor.pipeline import ingest_article  # noqa: F401
+        from monitor.store import Store  # noqa: F401
+    except Exception:  # any import problem means: use the direct path
+        return False
+    return True
+
+
+def run_direct(items: Sequence[Item], params: ClusterParams) -> list[int]:
+    """Stream items through ``Clusterer`` only (ids are 1..n in stream order)."""
+    clusterer = Clusterer(params)
+    out = []
+    for i, it in enumerate(items, start=1):
+        doc = Doc(id=i, title=it.title, text=it.text, published=it.published, source=it.source)
+        a = clusterer.decide(doc)
+        clusterer.add(doc, a)
+        out.append(a.cluster_id)
+    return out
+
+
+def run_pipeline(items: Sequence[Item], params: ClusterParams) -> list[int]:
+    """Stream items through the daemon's ``ingest_article`` into a temporary SQLite store.
+
+    An exact duplicate (``AlreadyStored``) is placed in the cluster of the stored copy,
+    which is what a reader of the database would see.
+    """
+    from monitor.models import Article
+    from monitor.pipeline import ingest_article
+    from monitor.store import Store
+
+    out: list[int] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(Path(tmp) / "eval.sqlite")
+        clusterer = Clusterer(params)
+        cluster_of: dict[int, int] = {}
+        try:
+            for it in items:
+                art = Article(
+                    url=f"https://{it.source}.example/{it.key}",
+                    title=it.title,
+                    text=it.text,
+                    source=it.source,
+                    guid=f"eval:{it.key}",
+                    published=it.published,
+                    fetched_at=it.published,
+                    extraction="text-file",
+                )
+                res = ingest_article(store, clusterer, art)
+                cid = getattr(res, "cluster_id", None)
+                art_id = getattr(res, "article_id", None)
+                if cid is None and art_id is not None:
+                    cid = cluster_of.get(art_id)
+                if cid is None:
+                    cid = -len(out) - 1
+                if art_id is not None:
+                    cluster_of.setdefault(art_id, cid)
+                out.append(cid)
+        finally:
+            store.close()
+    return out
+
+
+def evaluate(
+    name: str, items: Sequence[Item], params: ClusterParams, direct: bool, verbose: bool = True
+) -> dict[str, float]:
+    use_pipeline = not direct and _pipeline_available()
+    t0 = time.perf_counter()
+    pred = run_pipeline(items, params) if use_pipeline else run_direct(items, params)
+    elapsed = time.perf_counter() - t0
+    gold = [it.gold for it in items]
+    p, r, f = bcubed(pred, gold)
+    pp, pr = pairwise(pred, gold)
+    res = {
+        "docs": len(items),
+        "precision": p,
+        "recall": r,
+        "f1": f,
+        "pair_precision": pp,
+        "pair_recall": pr,
+        "clusters": len(set(pred)),
+        "gold_clusters": len(set(gold)),
+        "docs_per_s": len(items) / elapsed if elapsed else float("inf"),
+    }
+    if verbose:
+        path = "pipeline+sqlite" if use_pipeline else "Clusterer direct"
+        print(
+            f"{name:<5} [{path}] docs={res['docs']} B3 P={p:.4f} R={r:.4f} F1={f:.4f} "
+            f"pairP={pp:.4f} pairR={pr:.4f} clusters={res['clusters']} "
+            f"(gold {res['gold_clusters']}) {res['docs_per_s']:.0f} docs/s"
+        )
+    return res
+
+
+def _ordered(items: list[Item], order: str, seed: int) -> list[Item]:
+    if order == "sorted":
+        return list(items)
+    out = list(items)
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--dataset", choices=["ecb", "uci", "all"], default="all")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N docs")
+    ap.add_argument("--topics", type=str, default=None, help="ECB+ topics, e.g. 1,2,3")
+    ap.add_argument("--order", choices=["shuffle", "sorted"], default="shuffle")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1, help="ECB+: run this many shuffles")
+    ap.add_argument("--direct", action="store_true", help="drive Clusterer without the store")
+    ap.add_argument("--set", action="append", default=[], help="override a param: name=value")
+    args = ap.parse_args(argv)
+
+    overrides = {k: float(v) for k, v in (s.split("=", 1) for s in args.set)}
+    params = ClusterParams(**overrides)
+    if args.dataset in ("ecb", "all"):
+        topics = [int(t) for t in args.topics.split(",")] if args.topics else None
+        base = load_ecb(args.data, topics)
+        results = []
+        for k in range(args.seeds):
+            items = _ordered(base, args.order, args.seed + k)[: args.limit]
+            results.append(evaluate("ecb", items, params, args.direct))
+        if args.seeds > 1:
+            f1s = [r["f1"] for r in results]
+            print(
+                f"ecb   F1 over {len(f1s)} orders: mean={statistics.mean(f1s):.4f} "
+                f"min={min(f1s):.4f} max={max(f1s):.4f}"
+            )
+    if args.dataset in ("uci", "all"):
+        evaluate("uci", load_uci(args.data)[: args.limit], params, args.direct)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

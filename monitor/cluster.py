@@ -1,0 +1,520 @@
+"""Online event clustering: each new article joins the best recent cluster or starts one.
+
+How a decision is made (``Clusterer.decide``):
+
+1. Near-duplicate check (MinHash-LSH over word shingles, ``monitor.dedup``): a wire
+   copy or re-post joins the cluster of its first copy and is reported as
+   ``duplicate_of``.  This is cheap and certain, so it runs before any similarity.
+2. Candidate clusters come from an inverted index over each cluster's salient terms
+   and entities (posting lists capped to the most recently updated clusters), limited
+   to clusters whose time span is within ``window_days`` of the article.  Nothing
+   scans all clusters, so the cost per article does not grow with the store.
+3. Each candidate gets a score that mixes several signals (see ``_Signals``), and
+   the article joins the best one if the score reaches ``threshold``.
+
+State is kept in memory and bounded: documents and clusters older than the time
+window (relative to the newest date seen) are evicted, including their document
+frequencies, so IDF describes the recent stream.
+
+Determinism: the decision depends only on the docs added so far, in the order they
+were added; ties are broken by cluster id.  Input order does matter, as in any
+single-pass clusterer: an early article with a vague text can start a cluster that
+later, more specific articles join or avoid, and early IDF values are rough.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import re
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from datasketch import MinHash
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from monitor.dedup import NearDuplicateIndex
+
+_DAY = 86400.0
+
+
+class ClusterParams(BaseModel):
+    """Every threshold and weight of the clusterer; defaults are tuned on ECB+ topics 1-25."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: float = Field(
+        0.25, description="Minimum combined similarity for joining an existing cluster."
+    )
+    w_body: float = Field(
+        1.0, description="Weight of body TF-IDF cosine: what the story is about, in its words."
+    )
+    w_title: float = Field(
+        0.5, description="Weight of title TF-IDF cosine: headlines name the event compactly."
+    )
+    w_entities: float = Field(
+        1.0,
+        description="Weight of named-entity cosine: who/where separates same-kind events.",
+    )
+    w_numbers: float = Field(
+        0.5,
+        description="Weight of numbers/dates cosine: counts, years and dates separate "
+        "otherwise similar events.",
+    )
+    time_scale_hours: float = Field(
+        72.0,
+        description="Time gap (hours) between an article and a cluster's span at which the "
+        "time penalty reaches its full value.",
+    )
+    time_penalty: float = Field(
+        0.15, description="Score subtracted at (and beyond) time_scale_hours of distance."
+    )
+    window_days: float = Field(
+        7.0,
+        description="Only clusters active within this many days are candidates; older "
+        "docs/clusters are evicted from memory.",
+    )
+    near_dup_threshold: float = Field(
+        0.5, description="Estimated Jaccard of word shingles from which a doc is a near-duplicate."
+    )
+    num_perm: int = Field(128, description="MinHash permutations (accuracy vs. speed).")
+    shingle_size: int = Field(3, description="Words per shingle for near-duplicate detection.")
+    salient_terms: int = Field(
+        20, description="Top TF-IDF body terms per doc used as inverted-index keys."
+    )
+    max_candidates: int = Field(
+        30, description="Clusters scored per article (best by inverted-index overlap)."
+    )
+    posting_cap: int = Field(
+        64, description="Clusters kept per index term (most recently updated first)."
+    )
+    centroid_terms: int = Field(
+        400, description="Terms kept per cluster centroid and signal (largest weights)."
+    )
+    shared_terms: int = Field(8, description="Number of explaining terms reported per join.")
+
+
+@dataclass(frozen=True)
+class Doc:
+    """What the clusterer sees of an article."""
+
+    id: int
+    title: str
+    text: str
+    published: datetime | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Assignment:
+    cluster_id: int
+    is_new_cluster: bool
+    duplicate_of: int | None
+    duplicate_similarity: float | None
+    score: float | None
+    shared_terms: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- features
+
+_STOP = frozenset(ENGLISH_STOP_WORDS) | {
+    "said", "says", "say", "told", "according", "reported", "report", "reports", "just",
+    "year", "years", "time", "new", "people", "like", "including", "did", "does", "week",
+    "day", "days", "today", "yesterday", "news", "article", "share", "click", "read",
+}
+_MONTHS = [
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+    "sept", "oct", "nov", "dec",
+]
+_WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+_DATE_WORDS = frozenset(_MONTHS) | frozenset(_WEEKDAYS)
+_WORD = re.compile(r"[^\W\d_][\w'’-]*[^\W_]|[^\W\d_]", re.UNICODE)
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*")
+_CAP = r"(?:[A-Z][\w'’-]*[\w]|[A-Z]\.(?:[A-Z]\.)+|[A-Z])"
+_CONNECT = r"(?:of|de|del|da|di|van|von|der|den|al|bin|la|le|y)"
+# Words of one entity are separated by spaces/tabs only: a line break ends a phrase.
+_ENTITY = re.compile(rf"{_CAP}(?:(?:[ \t]+{_CONNECT})?[ \t]+{_CAP})*")
+_POSSESSIVE = re.compile(r"['’]s$")
+
+
+def _stem(word: str) -> str:
+    """Very light suffix folding so 'arrests'/'arrest', 'cities'/'city' match (no stemmer dep)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _words(text: str) -> list[str]:
+    out = []
+    for w in _WORD.findall(text.casefold()):
+        w = _POSSESSIVE.sub("", w).strip("'’-")
+        if len(w) > 1 and w not in _STOP:
+            out.append(_stem(w))
+    return out
+
+
+def _entities(text: str) -> list[str]:
+    """Capitalised phrases (people, places, organisations) as lowercase strings.
+
+    A heuristic instead of an NER model (no downloads): runs of capitalised words,
+    allowing 'of'/'de'/... inside.  Leading function words (sentence starts such as
+    'The', 'When') are stripped; dates go to the numbers signal instead.  Both the
+    whole phrase and its words are emitted so 'Reid' matches 'Tara Reid'.
+    """
+    out = []
+    for m in _ENTITY.finditer(text):
+        parts = [_POSSESSIVE.sub("", p).replace(".", "").casefold() for p in m.group(0).split()]
+        while parts and (parts[0] in _STOP or parts[0] in _DATE_WORDS or len(parts[0]) < 2):
+            parts.pop(0)
+        parts = [p for p in parts if p not in _DATE_WORDS]
+        if not parts:
+            continue
+        content = [p for p in parts if p not in _STOP and len(p) > 1]
+        out.extend(content)
+        if len(content) > 1:
+            out.append(" ".join(parts))
+    return out
+
+
+def _numbers(text: str) -> list[str]:
+    """Numbers, years, month and weekday names, and 'month day' pairs."""
+    out = [n.replace(",", "") for n in _NUMBER.findall(text)]
+    words = re.findall(r"[A-Za-z]+|\d+", text)
+    for i, w in enumerate(words):
+        # Capitalised only: 'May' the month, not 'may' the verb.
+        low = w.lower()
+        if w[0].isupper() and low in _DATE_WORDS:
+            out.append(low)
+            if low in _MONTHS and i + 1 < len(words) and words[i + 1].isdigit():
+                out.append(f"{low} {words[i + 1]}")
+    return out
+
+
+def _title_is_caps(title: str) -> bool:
+    """Title Case headlines capitalise every word, so capitalisation says nothing there."""
+    words = [w for w in title.split() if w[:1].isalpha()]
+    return len(words) >= 4 and sum(w[0].isupper() for w in words) / len(words) > 0.6
+
+
+def _sublinear(tokens: list[str]) -> dict[str, float]:
+    """1+log(tf) weights, L2-normalised: repetition helps but does not dominate."""
+    counts = Counter(tokens)
+    vec = {t: 1.0 + math.log(c) for t, c in counts.items()}
+    norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
+    return {t: v / norm for t, v in vec.items()}
+
+
+@dataclass(frozen=True)
+class _Features:
+    """Per-signal term vectors of one doc (raw sublinear TF; IDF is applied at scoring time)."""
+
+    ts: float | None
+    body: dict[str, float]
+    title: dict[str, float]
+    ents: dict[str, float]
+    nums: dict[str, float]
+    sig: MinHash | None
+
+
+_SIGNALS = ("body", "title", "ents", "nums")
+# Which document-frequency table each signal uses (titles share the body vocabulary).
+_DF_OF = {"body": "body", "title": "body", "ents": "ents", "nums": "nums"}
+
+
+@dataclass
+class _Cluster:
+    id: int
+    first_ts: float
+    last_ts: float
+    size: int = 0
+    centroid: dict[str, dict[str, float]] = field(default_factory=dict)
+    norms: dict[str, float] = field(default_factory=dict)
+    keys: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _DocState:
+    cluster_id: int
+    root: int  # first copy when a near-duplicate, else own id
+    ts: float
+    terms: dict[str, tuple[str, ...]]  # df table -> distinct terms counted for it
+
+
+class Clusterer:
+    """Single-pass event clusterer; ``decide`` is pure, ``add`` commits a decision."""
+
+    def __init__(self, params: ClusterParams) -> None:
+        self.params = params
+        self._ndi = NearDuplicateIndex(
+            threshold=params.near_dup_threshold,
+            num_perm=params.num_perm,
+            shingle_size=params.shingle_size,
+        )
+        self._df: dict[str, Counter[str]] = {t: Counter() for t in ("body", "ents", "nums")}
+        self._n_docs = 0
+        self._docs: dict[int, _DocState] = {}
+        self._clusters: dict[int, _Cluster] = {}
+        self._postings: dict[str, OrderedDict[int, None]] = {}
+        self._doc_heap: list[tuple[float, int]] = []
+        self._cluster_heap: list[tuple[float, int]] = []
+        self._now: float | None = None
+        self._cache: tuple[Doc, _Features] | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    def decide(self, doc: Doc) -> Assignment:
+        """Where ``doc`` would go given everything added so far.  Does not change state."""
+        f = self._features(doc)
+        idf = self._idf_for(f)
+        dup = self._near_duplicate(f)
+        ts = self._ts(f)
+        candidates = self._candidates(f, idf, ts)
+        if dup is not None:
+            root, sim = dup
+            cid = self._docs[root].cluster_id
+            if cid in self._clusters:
+                score, shared = self._score(f, idf, ts, self._clusters[cid])
+                return Assignment(cid, False, root, sim, score, shared)
+        best: tuple[float, int, tuple[str, ...]] | None = None
+        for cid in candidates:
+            score, shared = self._score(f, idf, ts, self._clusters[cid])
+            if best is None or score > best[0] or (score == best[0] and cid < best[1]):
+                best = (score, cid, shared)
+        if best is None or best[0] < self.params.threshold:
+            return Assignment(doc.id, True, None, None, None, ())
+        return Assignment(best[1], False, None, None, best[0], best[2])
+
+    def add(self, doc: Doc, assignment: Assignment) -> None:
+        """Record ``doc`` as placed by ``assignment`` (after the caller has committed it)."""
+        if doc.id in self._docs:
+            return
+        f = self._features(doc)
+        ts = self._ts(f)
+        self._now = ts if self._now is None else max(self._now, ts)
+        # Document frequencies first, so the centroid norm below uses IDF including this doc.
+        terms = {
+            "body": tuple(f.body),
+            "ents": tuple(f.ents),
+            "nums": tuple(f.nums),
+        }
+        for table, ts_terms in terms.items():
+            self._df[table].update(ts_terms)
+        self._n_docs += 1
+        root = assignment.duplicate_of if assignment.duplicate_of is not None else doc.id
+        if root not in self._docs:
+            root = doc.id
+        self._docs[doc.id] = _DocState(assignment.cluster_id, root, ts, terms)
+        heapq.heappush(self._doc_heap, (ts, doc.id))
+        if f.sig is not None:
+            self._ndi.insert(doc.id, f.sig)
+        self._add_to_cluster(assignment.cluster_id, f, ts)
+        self._evict()
+
+    # ------------------------------------------------------------------ features
+
+    def _features(self, doc: Doc) -> _Features:
+        """Features of ``doc``; memoised for the decide()->add() pair on the same doc."""
+        if self._cache is not None and self._cache[0] == doc:
+            return self._cache[1]
+        title, text = doc.title or "", doc.text or ""
+        full = f"{title}\n{text}" if text else title
+        ent_src = text if (_title_is_caps(title) and text) else full
+        if _title_is_caps(title) and not text:
+            ent_src = ""
+        f = _Features(
+            ts=doc.published.timestamp() if doc.published is not None else None,
+            body=_sublinear(_words(full)),
+            title=_sublinear(_words(title)),
+            ents=_sublinear(_entities(ent_src)),
+            nums=_sublinear(_numbers(full)),
+            sig=self._ndi.signature(text if len(text.split()) >= 20 else full),
+        )
+        self._cache = (doc, f)
+        return f
+
+    def _ts(self, f: _Features) -> float:
+        """Publication time; a doc without one is treated as the newest time seen so far."""
+        if f.ts is not None:
+            return f.ts
+        return self._now if self._now is not None else 0.0
+
+    def _idf_for(self, f: _Features) -> dict[str, dict[str, float]]:
+        """Smoothed IDF of the doc's own terms, counting the doc itself (as sklearn's
+        ``smooth_idf``).  Counting the doc keeps cold start sane: with only two docs,
+        shared terms get weight 1 and unshared ones ~1.4, instead of undefined values."""
+        n = self._n_docs + 1
+        out: dict[str, dict[str, float]] = {}
+        for table in ("body", "ents", "nums"):
+            df = self._df[table]
+            vec = f.body if table == "body" else f.ents if table == "ents" else f.nums
+            terms = set(vec) | (set(f.title) if table == "body" else set())
+            out[table] = {t: math.log((1 + n) / (2 + df.get(t, 0))) + 1.0 for t in terms}
+        return out
+
+    def _idf_now(self, table: str, term: str) -> float:
+        n = self._n_docs
+        return math.log((1 + n) / (1 + self._df[table].get(term, 0))) + 1.0
+
+    # ------------------------------------------------------------------ decision helpers
+
+    def _near_duplicate(self, f: _Features) -> tuple[int, float] | None:
+        """Best near-duplicate among tracked docs, resolved to its first copy."""
+        if f.sig is None or not len(self._ndi):
+            return None
+        for key, sim in self._ndi.query(f.sig, self.params.near_dup_threshold):
+            state = self._docs.get(key)
+            if state is not None:
+                root = state.root if state.root in self._docs else key
+                return root, sim
+        return None
+
+    def _salient(self, f: _Features, idf: dict[str, dict[str, float]]) -> list[tuple[str, float]]:
+        """Index keys of a doc: its top TF-IDF body terms and all its entities (prefixed)."""
+        body = sorted(((t, w * idf["body"][t]) for t, w in f.body.items()), key=lambda x: -x[1])
+        keys = [(t, s) for t, s in body[: self.params.salient_terms]]
+        ents = sorted(((t, w * idf["ents"][t]) for t, w in f.ents.items()), key=lambda x: -x[1])
+        keys += [("@" + t, s) for t, s in ents[: self.params.salient_terms]]
+        return keys
+
+    def _candidates(self, f: _Features, idf: dict[str, dict[str, float]], ts: float) -> list[int]:
+        """Clusters sharing salient terms with the doc, within the time window, best first."""
+        window = self.params.window_days * _DAY
+        votes: dict[int, float] = {}
+        for key, weight in self._salient(f, idf):
+            posting = self._postings.get(key)
+            if not posting:
+                continue
+            for cid in posting:
+                votes[cid] = votes.get(cid, 0.0) + weight
+        ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
+        out = []
+        for cid, _ in ranked:
+            c = self._clusters.get(cid)
+            if c is None or ts < c.first_ts - window or ts > c.last_ts + window:
+                continue
+            out.append(cid)
+            if len(out) >= self.params.max_candidates:
+                break
+        return out
+
+    def _score(
+        self, f: _Features, idf: dict[str, dict[str, float]], ts: float, c: _Cluster
+    ) -> tuple[float, tuple[str, ...]]:
+        """Combined similarity of a doc to a cluster, and the terms that contributed most.
+
+        Why each signal is there:
+        - body TF-IDF: the bulk of the evidence about what happened;
+        - title TF-IDF: the headline states the event compactly, and is the only text for
+          headline-only feeds;
+        - entities: two events of the same kind (two earthquakes, two rehab stays) share
+          vocabulary but not who/where; entities keep them apart;
+        - numbers/dates: magnitudes, death tolls, years and dates differ between
+          same-kind events even when the names are generic;
+        - time distance: the same words a month apart are usually a new event.
+        A signal that one side lacks is left out of the weighted mean rather than counted
+        as disagreement (a headline-only item has no body entities to compare).
+        """
+        p = self.params
+        weights = {"body": p.w_body, "title": p.w_title, "ents": p.w_entities, "nums": p.w_numbers}
+        total = 0.0
+        wsum = 0.0
+        contrib: Counter[str] = Counter()
+        for sig in _SIGNALS:
+            vec = getattr(f, sig)
+            cen = c.centroid.get(sig)
+            if not vec or not cen or weights[sig] <= 0:
+                continue
+            table = _DF_OF[sig]
+            tidf = idf[table]
+            dn = math.sqrt(sum((w * tidf[t]) ** 2 for t, w in vec.items())) or 1.0
+            cn = c.norms[sig] or 1.0
+            dot = 0.0
+            for t, w in vec.items():
+                cw = cen.get(t)
+                if cw is not None:
+                    x = w * cw * tidf[t] * tidf[t]
+                    dot += x
+                    if sig in ("body", "ents"):
+                        contrib[t] += x / (dn * cn) * weights[sig]
+            total += weights[sig] * dot / (dn * cn)
+            wsum += weights[sig]
+        score = total / wsum if wsum else 0.0
+        gap = max(0.0, c.first_ts - ts, ts - c.last_ts) / 3600.0
+        score -= p.time_penalty * min(1.0, gap / p.time_scale_hours)
+        shared = tuple(t for t, _ in sorted(contrib.items(), key=lambda kv: (-kv[1], kv[0])))
+        return score, shared[: p.shared_terms]
+
+    # ------------------------------------------------------------------ state updates
+
+    def _add_to_cluster(self, cid: int, f: _Features, ts: float) -> None:
+        c = self._clusters.get(cid)
+        if c is None:
+            c = _Cluster(cid, ts, ts)
+            self._clusters[cid] = c
+        c.size += 1
+        c.first_ts = min(c.first_ts, ts)
+        c.last_ts = max(c.last_ts, ts)
+        for sig in _SIGNALS:
+            vec = getattr(f, sig)
+            if not vec:
+                continue
+            cen = c.centroid.setdefault(sig, {})
+            for t, w in vec.items():
+                cen[t] = cen.get(t, 0.0) + w
+            if len(cen) > 2 * self.params.centroid_terms:
+                keep = sorted(cen.items(), key=lambda kv: (-kv[1], kv[0]))
+                c.centroid[sig] = cen = dict(keep[: self.params.centroid_terms])
+            table = _DF_OF[sig]
+            c.norms[sig] = math.sqrt(
+                sum((w * self._idf_now(table, t)) ** 2 for t, w in cen.items())
+            )
+        idf = {
+            table: {t: self._idf_now(table, t) for t in getattr(f, table)}
+            for table in ("body", "ents", "nums")
+        }
+        for key, _ in self._salient(f, idf):
+            posting = self._postings.setdefault(key, OrderedDict())
+            posting[cid] = None
+            posting.move_to_end(cid)
+            c.keys.add(key)
+            if len(posting) > self.params.posting_cap:
+                posting.popitem(last=False)
+        heapq.heappush(self._cluster_heap, (c.last_ts, cid))
+
+    def _evict(self) -> None:
+        """Forget docs and clusters older than the window, keeping memory bounded."""
+        if self._now is None:
+            return
+        horizon = self._now - self.params.window_days * _DAY
+        while self._doc_heap and self._doc_heap[0][0] < horizon:
+            _, did = heapq.heappop(self._doc_heap)
+            state = self._docs.pop(did, None)
+            if state is None:
+                continue
+            for table, terms in state.terms.items():
+                df = self._df[table]
+                for t in terms:
+                    left = df[t] - 1
+                    if left > 0:
+                        df[t] = left
+                    else:
+                        del df[t]
+            self._n_docs -= 1
+            self._ndi.remove(did)
+        while self._cluster_heap and self._cluster_heap[0][0] < horizon:
+            last_ts, cid = heapq.heappop(self._cluster_heap)
+            c = self._clusters.get(cid)
+            if c is None or c.last_ts != last_ts or c.last_ts >= horizon:
+                continue
+            for key in c.keys:
+                posting = self._postings.get(key)
+                if posting is not None:
+                    posting.pop(cid, None)
+                    if not posting:
+                        del self._postings[key]
+            del self._clusters[cid]

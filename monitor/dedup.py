@@ -1,0 +1,219 @@
+"""Exact-duplicate keys and near-duplicate detection.
+
+Three layers catch re-published copies of the same article, cheapest first:
+
+1. ``canonical_url`` - the same page reached through tracking links, AMP mirrors or
+   cosmetic URL differences.  The store looks the key up before inserting.
+2. ``content_hash`` - the same text under a different URL (mirrors, feeds that
+   carry the body).  Normalised so that whitespace/punctuation/case changes from
+   different extractors do not defeat it.
+3. ``NearDuplicateIndex`` - syndicated wire copies and re-posts that differ by a
+   headline, a paragraph or a few edited words.  MinHash signatures over word
+   shingles are indexed with locality-sensitive hashing (datasketch
+   ``MinHashLSH``) so that finding candidates costs a few hash-table lookups,
+   never a scan of the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import zlib
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+# Query parameters that identify a campaign/click/referrer, never the content.
+_TRACKING_PARAMS = frozenset(
+    {
+        "fbclid", "gclid", "dclid", "gclsrc", "msclkid", "yclid", "igshid", "twclid",
+        "mc_cid", "mc_eid", "mkt_tok", "ref", "ref_src", "ref_url", "referrer",
+        "_ga", "_gl", "_hsenc", "_hsmi", "hsctatracking", "cmpid", "cmp", "ocid", "ito",
+        "sr_share", "smid", "smtyp", "spm", "guccounter", "guce_referrer",
+        "guce_referrer_sig", "__twitter_impression", "wt.mc_id", "wt_mc_id", "ns_mchannel",
+        "ns_source", "ns_campaign", "ns_linkname", "ns_fee", "rss", "taid", "soc_src",
+        "soc_trk",
+    }
+)
+_TRACKING_PREFIXES = ("utm_", "at_", "pk_", "piwik_", "matomo_", "hmb_", "vero_", "oly_")
+# Query parameters that only select the AMP rendering of the same article.
+_AMP_PARAMS = frozenset({"amp", "outputtype", "amp_js_v", "usqp", "_amp"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_AMP_CACHE = re.compile(r"^[^/]+\.cdn\.ampproject\.org$")
+
+
+def _is_tracking(key: str, value: str) -> bool:
+    k = key.lower()
+    if k in _TRACKING_PARAMS or k.startswith(_TRACKING_PREFIXES):
+        return True
+    # ``?amp=1``/``?amp``/``?outputType=amp`` select the AMP view of the same page.
+    return k in _AMP_PARAMS and value.lower() in ("", "1", "true", "amp", "yes")
+
+
+def _strip_amp_path(path: str) -> str:
+    """Remove AMP path variants: ``/amp``, ``/amp/`` segments, ``.amp`` / ``.amp.html``."""
+    segments = [s for s in path.split("/") if s.lower() != "amp"]
+    path = "/".join(segments)
+    path = re.sub(r"\.amp(\.html?)?$", lambda m: m.group(1) or "", path, flags=re.IGNORECASE)
+    return path
+
+
+def _unwrap_amp_cache(parts):  # type: ignore[no-untyped-def]
+    """``https://x-com.cdn.ampproject.org/c/s/x.com/a`` -> ``https://x.com/a``."""
+    host = (parts.hostname or "").lower()
+    if not _AMP_CACHE.match(host):
+        return parts
+    m = re.match(r"^/[a-z]/(s/)?([^/]+)(/.*)?$", parts.path)
+    if not m:
+        return parts
+    scheme = "https" if m.group(1) else "http"
+    return urlsplit(urlunsplit((scheme, m.group(2), m.group(3) or "", parts.query, "")))
+
+
+def canonical_url(url: str) -> str:
+    """Normalise a URL so that the same article reached different ways gets one key.
+
+    Lowercases scheme and host, drops the fragment, default ports, tracking and
+    AMP-selector query parameters, sorts the remaining parameters, strips the
+    trailing slash and AMP variants (``amp.`` host, ``/amp`` segments, AMP cache
+    URLs).  Path case and non-tracking parameters are kept because servers may
+    treat them as significant.  ``file://`` and non-HTTP URLs are returned intact:
+    they are local or opaque and any rewriting could point elsewhere.
+    """
+    url = url.strip()
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.netloc:
+        return url
+    parts = _unwrap_amp_cache(parts)
+    host = (parts.hostname or "").lower().rstrip(".")
+    if host.startswith("amp."):
+        host = host[4:]
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host
+    if parts.username:
+        netloc = f"{parts.username}@{host}"
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc = f"{netloc}:{port}"
+    path = _strip_amp_path(parts.path).rstrip("/")
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k, v)
+    ]
+    query.sort()
+    return urlunsplit((scheme, netloc, path, urlencode(query), ""))
+
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalise_text(text: str) -> str:
+    """Casefold, NFKC, punctuation and whitespace runs collapsed to one space."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return _NON_WORD.sub(" ", text).strip()
+
+
+def content_hash(text: str) -> str:
+    """Exact-duplicate key of a text: sha256 of its normalised form.
+
+    Normalising first means the same article extracted with different quotes,
+    spacing or capitalisation (feeds vs. HTML, two extractor versions) still
+    collides, while any real word change does not.
+    """
+    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+def shingle_hashes(text: str, size: int = 3) -> np.ndarray:
+    """Sorted unique 32-bit hashes of the word ``size``-grams of the normalised text.
+
+    Word shingles, not character ones: a wire copy with an edited headline or an
+    added paragraph keeps most of its word sequences, while two different stories
+    that share vocabulary share almost no 3-word sequences.
+
+    Hashing is done per word (crc32, C speed) and combined per shingle with numpy.
+    Measured: building and sha1-hashing shingle strings for datasketch took ~3 ms for
+    a 900-word article, this takes ~0.3 ms, which is what makes >300 articles/s
+    possible.  A text shorter than ``size`` words yields one shingle of all its words.
+    """
+    words = normalise_text(text).split()
+    if not words:
+        return np.empty(0, dtype=np.uint64)
+    wh = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in words), np.uint64, len(words))
+    if len(words) < size:
+        size = len(words)
+    h = wh[: len(wh) - size + 1].copy()
+    for i in range(1, size):
+        h = (h * np.uint64(1_000_003)) ^ wh[i : len(wh) - size + 1 + i]
+    return np.unique(h & np.uint64(0xFFFFFFFF))
+
+
+def _identity(hashed: int) -> int:
+    """``hashfunc`` for datasketch: shingles arrive already hashed by ``shingle_hashes``."""
+    return int(hashed)
+
+
+class NearDuplicateIndex:
+    """MinHash-LSH index of documents for finding near-duplicates without a scan.
+
+    Keys are article ids.  ``threshold`` is the LSH Jaccard threshold used to pick
+    band parameters; candidates are then re-checked with the estimated Jaccard, so
+    the reported similarity is the signature estimate, not the band collision.
+    """
+
+    def __init__(self, threshold: float = 0.5, num_perm: int = 128, shingle_size: int = 3):
+        self.threshold = threshold
+        self.num_perm = num_perm
+        self.shingle_size = shingle_size
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._sigs: dict[int, MinHash] = {}
+        # One template MinHash; signatures share its permutations instead of regenerating
+        # them (the permutation setup is the costliest part of creating a MinHash).
+        self._template = MinHash(num_perm=num_perm, seed=1, hashfunc=_identity)
+
+    def __len__(self) -> int:
+        return len(self._sigs)
+
+    def signature(self, text: str) -> MinHash | None:
+        """MinHash of the text's shingles, or None for a text too short to judge."""
+        hashes = shingle_hashes(text, self.shingle_size)
+        if len(hashes) < 2:
+            return None
+        m = self._template.copy()
+        m.update_batch(hashes)
+        return m
+
+    def query(self, sig: MinHash, min_similarity: float | None = None) -> list[tuple[int, float]]:
+        """Indexed docs with estimated Jaccard >= ``min_similarity``, best (then oldest) first."""
+        floor = self.threshold if min_similarity is None else min_similarity
+        out = []
+        for key in self._lsh.query(sig):
+            sim = float(np.count_nonzero(sig.hashvalues == self._sigs[key].hashvalues))
+            sim /= self.num_perm
+            if sim >= floor:
+                out.append((key, sim))
+        out.sort(key=lambda kv: (-kv[1], kv[0]))
+        return out
+
+    def insert(self, key: int, sig: MinHash) -> None:
+        if key in self._sigs:
+            return
+        self._lsh.insert(key, sig)
+        self._sigs[key] = sig
+
+    def remove(self, key: int) -> None:
+        if key in self._sigs:
+            self._lsh.remove(key)
+            del self._sigs[key]
+
+    def keys(self) -> Iterable[int]:
+        return self._sigs.keys()
