@@ -168,7 +168,7 @@ def article_from_entry(
     The fallback is recorded in ``extraction`` so a feed whose pages never
     extract is visible. An entry without link or title is still stored from what it has.
     """
-    link = entry.link or entry.guid or ""
+    link = entry.link or ""
     extracted = article_from_html(page.content, url=page.final_url, fetched_at=fetched_at) if page else None
     if isinstance(extracted, Article):
         return _with_entry_fields(extracted, entry, link, feed_id)

@@ -29,9 +29,15 @@ def _content(entry: Any) -> str | None:
     return max(values, key=len) if values else None
 
 
+def _link(entry: Any) -> str | None:
+    """Only a web address counts as a link (feedparser copies an Atom ``urn:`` id into ``link``)."""
+    link = (entry.get("link") or "").strip()
+    return link if link.lower().startswith(("http://", "https://")) else None
+
+
 def _entry(entry: Any) -> FeedEntry:
     return FeedEntry(
-        link=entry.get("link") or None,
+        link=_link(entry),
         guid=entry.get("id") or entry.get("guid") or None,
         title=(entry.get("title") or "").strip() or None,
         author=entry.get("author") or None,

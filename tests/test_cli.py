@@ -1,0 +1,140 @@
+"""The newsmonitor command: feeds management, run --once, clusters, stopping the daemon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+from pytest_httpserver import HTTPServer
+
+from monitor.cli import cli
+from monitor.settings import load_settings
+from tests.conftest import ROOT, fixture_text, write_config
+
+COMMENTED = """\
+# my monitor
+database: monitor.db   # the store
+seeds_dir: seeds
+feeds:
+  # world news
+  - url: https://example.com/world.xml
+    name: World
+"""
+
+
+def invoke(config: Path, *args: str):
+    return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def test_feeds_add_keeps_comments_and_is_idempotent(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(COMMENTED, encoding="utf-8")
+    result = invoke(config, "feeds", "add", "https://example.org/rss", "--name", "Example", "--tag", "politics")
+    assert result.exit_code == 0 and "added https://example.org/rss" in result.output
+    assert "already configured" in invoke(config, "feeds", "add", "https://example.org/rss").output
+    text = config.read_text(encoding="utf-8")
+    assert "# my monitor" in text and "# world news" in text and "# the store" in text
+    feeds = load_settings(config).feeds
+    assert [f.url for f in feeds] == ["https://example.com/world.xml", "https://example.org/rss"]
+    assert feeds[1].tags == ("politics",) and feeds[1].name == "Example"
+    listed = invoke(config, "feeds", "list").output
+    assert "World\thttps://example.com/world.xml\tnever polled" in listed
+
+
+def test_feeds_add_rejects_a_bad_url(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(COMMENTED, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "feeds", "add", "ftp://x"])
+    assert result.exit_code == 1 and "not a valid http(s) URL" in result.output
+    assert config.read_text(encoding="utf-8") == COMMENTED
+
+
+def test_opml_import_and_export_round_trip(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(COMMENTED, encoding="utf-8")
+    opml = tmp_path / "feeds.opml"
+    opml.write_text("""<?xml version="1.0"?>
+<opml version="2.0"><head><title>mine</title></head><body>
+  <outline text="Politics">
+    <outline type="rss" text="Hill" xmlUrl="https://thehill.example/rss"/>
+    <outline type="rss" text="Bad" xmlUrl="gopher://old"/>
+  </outline>
+  <outline type="rss" text="World again" xmlUrl="https://example.com/world.xml"/>
+</body></opml>""", encoding="utf-8")
+    result = invoke(config, "feeds", "import", str(opml))
+    assert "imported 1 new feeds (1 already configured)" in result.output
+    assert "skipped invalid URL: gopher://old" in result.output
+    hill = load_settings(config).feeds[-1]
+    assert (hill.url, hill.name, hill.tags) == ("https://thehill.example/rss", "Hill", ("Politics",))
+    exported = invoke(config, "feeds", "export").output
+    assert 'xmlUrl="https://thehill.example/rss"' in exported and 'category="Politics"' in exported
+    again = tmp_path / "again.opml"
+    again.write_text(exported, encoding="utf-8")
+    assert "imported 0 new feeds (2 already configured)" in invoke(config, "feeds", "import", str(again)).output
+
+
+def test_run_once_then_clusters(tmp_path: Path, seeds_dir: Path, web: HTTPServer) -> None:
+    web.expect_request("/down.xml").respond_with_data("no", status=503)
+    config = write_config(tmp_path, feeds=[{"url": web.url_for("/down.xml")}])
+    result = invoke(config, "run", "--once")
+    assert result.exit_code == 0, "a failing feed does not fail the pass"
+    assert "2 new articles (2 from seeds), 0 feeds ok, 1 failed; 2 articles in 1 clusters" in result.output
+    listing = invoke(config, "clusters", "--limit", "5").output.strip().splitlines()
+    assert len(listing) == 1 and listing[0].startswith("#1  2 articles, 2 sources")
+
+
+def test_python_dash_m_monitor_works(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "monitor", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "feeds" in result.stdout and "run" in result.stdout
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for name, command in cli.commands.items():
+        sub = getattr(command, "commands", None)
+        commands += [f"{name} {s}" for s in sub] if sub else [name]
+        assert command.help, name
+    for command in commands:
+        assert f"newsmonitor {command}" in readme, f"README does not document `newsmonitor {command}`"
+
+
+def test_daemon_stops_cleanly_on_sigterm(tmp_path: Path, seeds_dir: Path, web: HTTPServer) -> None:
+    base = web.url_for("").rstrip("/")
+    web.expect_request("/rss.xml").respond_with_data(fixture_text("rss2.xml", base),
+                                                     content_type="application/rss+xml")
+    web.expect_request("/budget").respond_with_data(fixture_text("pages/budget.html"), content_type="text/html")
+    web.expect_request("/quake-a").respond_with_data(fixture_text("pages/quake-a.html"), content_type="text/html")
+    config = write_config(tmp_path, feeds=[{"url": f"{base}/rss.xml", "interval": 3600}],
+                          schedule={"jitter": 0})
+    process = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 30
+        database = tmp_path / "monitor.db"
+        while time.monotonic() < deadline:
+            if database.exists() and _articles(database) >= 4:
+                break
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "daemon stopped" in stderr
+    assert _articles(tmp_path / "monitor.db") == 4
+
+
+def _articles(database: Path) -> int:
+    with sqlite3.connect(database) as conn:
+        try:
+            return conn.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0

@@ -1,0 +1,87 @@
+"""A broken config stops start-up with one clear line naming the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import cli
+from monitor.errors import ConfigError
+from monitor.settings import load_settings
+
+
+def config_error(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert message.startswith(str(path.resolve()))
+    return message
+
+
+def test_minimal_config_is_valid_and_paths_are_relative_to_it(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "monitor.yaml"
+    path.parent.mkdir()
+    path.write_text("database: m.db\nseeds_dir: seeds\nfeeds: []\n", encoding="utf-8")
+    settings = load_settings(path)
+    assert settings.database == path.parent.resolve() / "m.db"
+    assert settings.seeds_dir == path.parent.resolve() / "seeds"
+    assert settings.fetch.timeout > 0 and settings.feeds == ()
+
+
+def test_shipped_config_is_valid() -> None:
+    settings = load_settings(Path(__file__).resolve().parents[1] / "config" / "monitor.yaml")
+    assert settings.database.name == "monitor.db" and settings.seeds_dir.name == "seeds"
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    assert "databse: unknown key" in config_error(tmp_path, "databse: m.db\n")
+
+
+def test_nested_unknown_key_is_named(tmp_path: Path) -> None:
+    assert "fetch.timout: unknown key" in config_error(tmp_path, "fetch:\n  timout: 3\n")
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    assert "fetch.timeout:" in config_error(tmp_path, "fetch:\n  timeout: soon\n")
+
+
+def test_bad_feed_url_is_named(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "feeds:\n  - url: htp://example.com/rss\n")
+    assert "feeds.0.url" in message and "not a valid http(s) URL" in message
+
+
+def test_bad_interval_is_named(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "feeds:\n  - url: https://example.com/rss\n    interval: often\n")
+    assert "feeds.0.interval" in message
+
+
+def test_broken_yaml_gives_line_and_column(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "feeds: [\n  - url: x\n")
+    assert "invalid YAML (line" in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_cli_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text("feeds:\n  - url: not-a-url\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(path), "run", "--once"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "feeds.0.url" in lines[0]
+
+
+def test_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "not.db").write_bytes(b"this is not a sqlite database, just text" * 100)
+    path = tmp_path / "monitor.yaml"
+    path.write_text("database: not.db\nseeds_dir: null\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(path), "run", "--once"])
+    assert result.exit_code == 1 and "cannot use the database" in result.output

@@ -1,0 +1,145 @@
+"""Feeds over real HTTP on 127.0.0.1: RSS 2.0 and Atom, pages, conditional GET, failures."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from monitor.fetch import make_client
+from monitor.ingest import build_clusterer
+from monitor.pipeline import PassReport, run_pass
+from monitor.settings import load_settings
+from monitor.store import Store
+from tests.conftest import FIXTURES, fixture_text, write_config
+
+PAGES = {"/quake-a": "quake-a.html", "/quake-b": "quake-b.html", "/budget": "budget.html"}
+
+
+def serve_site(web: HTTPServer) -> str:
+    """Two feeds (RSS with ETag support, Atom with Last-Modified support) and their article pages."""
+    base = web.url_for("").rstrip("/")
+    rss = fixture_text("rss2.xml", base)
+    atom = fixture_text("atom.xml", base)
+
+    def rss_handler(request: Request) -> Response:
+        if request.headers.get("If-None-Match") == '"rss-v1"':
+            return Response(status=304, headers={"ETag": '"rss-v1"'})
+        return Response(rss, content_type="application/rss+xml", headers={"ETag": '"rss-v1"'})
+
+    def atom_handler(request: Request) -> Response:
+        stamp = "Mon, 04 Mar 2024 09:40:00 GMT"
+        if request.headers.get("If-Modified-Since") == stamp:
+            return Response(status=304)
+        return Response(atom, content_type="application/atom+xml", headers={"Last-Modified": stamp})
+
+    web.expect_request("/rss.xml").respond_with_handler(rss_handler)
+    web.expect_request("/atom.xml").respond_with_handler(atom_handler)
+    for path, name in PAGES.items():
+        web.expect_request(path).respond_with_data((FIXTURES / "pages" / name).read_bytes(),
+                                                   content_type="text/html; charset=utf-8")
+    web.expect_request("/football-missing-page").respond_with_data("gone", status=404)
+    return base
+
+
+def feeds(base: str, *paths: str) -> list[dict[str, Any]]:
+    return [{"url": f"{base}{p}", "name": p.strip("/"), "interval": "15m"} for p in paths]
+
+
+def run(config: Path) -> tuple[Store, PassReport]:
+    settings = load_settings(config)
+    store = Store.open(settings.database)
+    clusterer = build_clusterer(store, settings.cluster)
+    with make_client(settings.fetch) as client:
+        return store, run_pass(settings, store, clusterer, client)
+
+
+def feed_row(store: Store, suffix: str) -> dict[str, Any]:
+    return next(store.db.query("SELECT * FROM feeds WHERE url LIKE ?", [f"%{suffix}"]))
+
+
+def test_rss_and_atom_entries_are_extracted_and_clustered(tmp_path: Path, web: HTTPServer) -> None:
+    base = serve_site(web)
+    store, report = run(write_config(tmp_path, seeds_dir=None, feeds=feeds(base, "/rss.xml", "/atom.xml")))
+    assert report.feeds_ok == 2 and report.feeds_failed == 0
+    rows = {r["title"]: r for r in store.db.query("SELECT * FROM articles")}
+    assert len(rows) == 5
+    quake_a = rows["Magnitude 7.1 earthquake strikes off Valparaiso, Chile"]
+    assert quake_a["extraction"] == "trafilatura" and quake_a["author"] == "Maria Lopez"
+    assert quake_a["guid"] == "herald-1001" and quake_a["published"].startswith("2024-03-04T08:15")
+    assert "SHARE THIS ARTICLE" not in quake_a["text"] and "All rights reserved" not in quake_a["text"]
+    assert "utm_" not in (quake_a["canonical_url"] or "")
+    quake_b = rows["Strong quake shakes central Chile, tsunami alert lifted"]
+    assert quake_b["cluster_id"] == quake_a["cluster_id"]
+    budget = rows["City council approves record school budget"]
+    football = rows["Late goal sends Rovers into cup final"]
+    assert len({quake_a["cluster_id"], budget["cluster_id"], football["cluster_id"]}) == 3
+    # the football page is a 404: the entry's own content is used, and that is recorded
+    assert football["extraction"] == "feed-content" and "Adeyemi" in football["text"]
+    # an entry with neither link nor title is still stored from its summary
+    untitled = [r for r in rows.values() if r["url"] is None]
+    assert len(untitled) == 1 and untitled[0]["guid"] == "urn:wire:2003"
+    assert untitled[0]["title"].startswith("Markets closed higher on Monday")
+
+
+def test_conditional_get_is_answered_304_and_rerun_adds_nothing(tmp_path: Path, web: HTTPServer) -> None:
+    base = serve_site(web)
+    config = write_config(tmp_path, seeds_dir=None, feeds=feeds(base, "/rss.xml", "/atom.xml"))
+    store, _ = run(config)
+    first = store.count("articles")
+    store.close()
+    web.clear_log()
+    store, report = run(config)
+    assert store.count("articles") == first and report.feeds.added == 0
+    feed_requests = [(req.path, resp.status_code) for req, resp in web.log if req.path.endswith(".xml")]
+    assert sorted(feed_requests) == [("/atom.xml", 304), ("/rss.xml", 304)]
+    assert not [req for req, _ in web.log if not req.path.endswith(".xml")], "no page fetched again"
+    rss = feed_row(store, "/rss.xml")
+    assert rss["last_status"] == "not-modified" and rss["etag"] == '"rss-v1"'
+    assert feed_row(store, "/atom.xml")["last_modified"] == "Mon, 04 Mar 2024 09:40:00 GMT"
+
+
+def test_failing_feeds_are_recorded_and_the_others_still_ingested(tmp_path: Path, web: HTTPServer) -> None:
+    base = serve_site(web)
+    web.expect_request("/broken.xml").respond_with_data("<html><body>not a feed at all", content_type="text/xml")
+    web.expect_request("/error.xml").respond_with_data("oops", status=500)
+
+    def slow(_request: Request) -> Response:
+        time.sleep(2.5)
+        return Response("<rss/>")
+
+    web.expect_request("/slow.xml").respond_with_handler(slow)
+    all_feeds = feeds(base, "/broken.xml", "/error.xml", "/slow.xml", "/rss.xml", "/atom.xml")
+    store, report = run(write_config(tmp_path, seeds_dir=None, feeds=all_feeds))
+    assert report.feeds_ok == 2 and report.feeds_failed == 3
+    assert store.count("articles") == 5
+    broken, error, slow_ = (feed_row(store, s) for s in ("/broken.xml", "/error.xml", "/slow.xml"))
+    assert broken["last_status"] == "error" and "not a usable feed" in broken["last_error"]
+    assert error["last_status"] == "error" and error["last_http_status"] == 500 and "500" in error["last_error"]
+    assert slow_["last_status"] == "error" and "timed out" in slow_["last_error"]
+    for row in (broken, error, slow_):
+        assert row["consecutive_errors"] == 1 and row["next_due"] > row["last_fetched"]
+
+
+def test_malformed_feed_that_still_has_entries_is_used(tmp_path: Path, web: HTTPServer) -> None:
+    base = web.url_for("").rstrip("/")
+    broken = fixture_text("rss2.xml", base).replace("</channel>", "<unclosed></channel>")
+    web.expect_request("/bozo.xml").respond_with_data(broken, content_type="application/rss+xml")
+    store, _ = run(write_config(tmp_path, seeds_dir=None, feeds=feeds(base, "/bozo.xml"),
+                                     fetch={"fetch_pages": False, "timeout": 1.0}))
+    row = feed_row(store, "/bozo.xml")
+    assert row["last_status"] == "ok" and row["last_error"].startswith("malformed feed used")
+    assert store.count("articles") == 2
+    assert {r["extraction"] for r in store.db.query("SELECT extraction FROM articles")} == {"feed-summary"}
+
+
+def test_feed_over_the_byte_cap_is_refused(tmp_path: Path, web: HTTPServer) -> None:
+    base = web.url_for("").rstrip("/")
+    web.expect_request("/big.xml").respond_with_data(b"<rss>" + b" " * 200_000 + b"</rss>")
+    store, _ = run(write_config(tmp_path, seeds_dir=None, feeds=feeds(base, "/big.xml"),
+                                     fetch={"max_bytes": 100_000, "timeout": 1.0}))
+    row = feed_row(store, "/big.xml")
+    assert row["last_status"] == "error" and "larger than 100000 bytes" in row["last_error"]

@@ -1,0 +1,99 @@
+"""Seeds through the whole pipeline into a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from monitor.fetch import make_client
+from monitor.ingest import build_clusterer
+from monitor.pipeline import PassReport, run_pass
+from monitor.settings import load_settings
+from monitor.store import Store
+from tests.conftest import SHARED_DATA, write_config
+
+
+def run_once(config: Path) -> tuple[Store, PassReport]:
+    settings = load_settings(config)
+    store = Store.open(settings.database)
+    clusterer = build_clusterer(store, settings.cluster)
+    with make_client(settings.fetch) as client:
+        report = run_pass(settings, store, clusterer, client)
+    return store, report
+
+
+def test_seeds_end_up_in_one_cluster(tmp_path: Path, seeds_dir: Path) -> None:
+    store, report = run_once(write_config(tmp_path))
+    rows = list(store.db.query("SELECT url, title, text, cluster_id, source, language FROM articles ORDER BY id"))
+    assert report.seeds.added == 2 and report.seeds.new_clusters == 1
+    assert len(rows) == 2
+    assert rows[0]["cluster_id"] == rows[1]["cluster_id"]
+    assert store.count("clusters") == 1
+    cluster = next(store.db.query("SELECT size, sources FROM clusters"))
+    assert cluster == {"size": 2, "sources": 2}
+    assert {r["url"].rsplit("/", 1)[1] for r in rows} == {p.name for p in seeds_dir.iterdir()}
+    assert all(r["url"].startswith("file://") and r["language"] == "en" for r in rows)
+
+
+def test_seed_text_is_cleaned_and_titled(tmp_path: Path, seeds_dir: Path) -> None:
+    store, _ = run_once(write_config(tmp_path))
+    by_name = {r["url"].rsplit("/", 1)[1]: r for r in store.db.query("SELECT url, title, text FROM articles")}
+    presstv = by_name["004_0b04817afffe1035.txt"]
+    assert presstv["title"] == "Trump administration to send border patrol officers to arrest migrants in cities"
+    for chrome in ("SHARE THIS ARTICLE", "alternate addresses", "www.presstv.co.uk", "News / Politics", "Roku"):
+        assert chrome not in presstv["text"]
+    assert "sanctuary cities" in presstv["text"]
+    translated = by_name["000_19088d47ecff5c57.txt"]
+    assert translated["title"].startswith("Federal agents patrolling the US border")
+    assert "WASHINGTON" not in translated["title"]
+
+
+def test_second_pass_adds_nothing(tmp_path: Path, seeds_dir: Path) -> None:
+    config = write_config(tmp_path)
+    store, _ = run_once(config)
+    store.close()
+    store, report = run_once(config)
+    assert report.seeds.added == 0 and report.seeds.already_stored == 2
+    assert store.count("articles") == 2 and store.count("clusters") == 1
+
+
+def test_full_text_search_finds_both_seeds(tmp_path: Path, seeds_dir: Path) -> None:
+    store, _ = run_once(write_config(tmp_path))
+    hits = list(store.db["articles"].search("Albence"))
+    assert len(hits) == 2
+
+
+def test_tracked_keywords_flag_the_cluster(tmp_path: Path, seeds_dir: Path) -> None:
+    store, _ = run_once(write_config(tmp_path, keywords=["sanctuary cities", "ICE", "earthquake"]))
+    keywords = json.loads(next(store.db.query("SELECT keywords FROM clusters"))["keywords"])
+    assert keywords == ["ICE", "sanctuary cities"]
+
+
+def test_bad_seed_files_are_skipped_without_stopping_the_pass(tmp_path: Path, seeds_dir: Path) -> None:
+    (seeds_dir / "empty.txt").write_bytes(b"")
+    (seeds_dir / "binary.txt").write_bytes(b"\x00\x01\x02" * 100)
+    (seeds_dir / "huge.txt").write_bytes(b"word " * 300_000)
+    latin = "Le conseil municipal a approuvé le budget des écoles publiques après un long débat. " * 5
+    (seeds_dir / "latin1.txt").write_bytes(latin.encode("cp1252"))
+    store, report = run_once(write_config(tmp_path, fetch={"max_bytes": 1_000_000}))
+    assert report.seeds.skipped == 3
+    urls = [r["url"] for r in store.db.query("SELECT url FROM articles")]
+    assert len(urls) == 3 and any(u.endswith("latin1.txt") for u in urls)
+    text = next(store.db.query("SELECT text FROM articles WHERE url LIKE '%latin1.txt'"))["text"]
+    assert "approuvé" in text
+
+
+def test_unrelated_pages_do_not_join_the_seed_cluster(tmp_path: Path, seeds_dir: Path) -> None:
+    pages = SHARED_DATA / "web-pages"
+    if not pages.is_dir():
+        pytest.skip(f"shared evaluation data not found at {pages}")
+    for page in sorted(pages.glob("*.html"))[:25]:
+        (seeds_dir / page.name).write_bytes(page.read_bytes())
+    store, _ = run_once(write_config(tmp_path))
+    seed_cluster = {r["cluster_id"] for r in store.db.query("SELECT cluster_id FROM articles WHERE url LIKE '%.txt'")}
+    assert len(seed_cluster) == 1
+    members = list(store.db.query("SELECT url FROM articles WHERE cluster_id = ?", list(seed_cluster)))
+    assert sorted(m["url"].rsplit("/", 1)[1] for m in members) == [
+        "000_19088d47ecff5c57.txt", "004_0b04817afffe1035.txt"]
