@@ -1,0 +1,156 @@
+"""Datasette plugin for newsmonitor: the cluster page, cluster links, and the alerts query.
+
+Loaded with ``--plugins-dir monitor/datasette/plugins`` (``newsmonitor serve`` does this).
+The page's data comes from :func:`monitor.web.cluster_view`, plain SQL over Datasette's
+read-only connection; this module only wires it into Datasette.
+
+- ``/-/cluster/<id>`` (and ``.json``): one story, readable; ``?db=`` picks the database
+  when several are served, otherwise the first one with a ``clusters`` table.
+- Cells: a ``cluster`` column in a query, ``articles.cluster_id`` and ``clusters.title``
+  link to that page instead of to the raw row.
+- The ``alerts`` canned query exists only while the database has an ``alerts`` table, so
+  the same metadata serves databases made before and after alerts were added.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import markupsafe
+from datasette import hookimpl
+from datasette.utils.asgi import NotFound, Response
+
+from monitor.web import cluster_view
+
+_HAS_CLUSTERS: dict[str, bool] = {}
+
+
+async def _has_table(datasette: Any, database: str, table: str) -> bool:
+    try:
+        db = datasette.get_database(database)
+    except KeyError:
+        return False
+    return await db.table_exists(table)
+
+
+async def _is_newsmonitor_db(datasette: Any, database: str) -> bool:
+    """Cached: a database has a clusters table or not for as long as it is served."""
+    if database not in _HAS_CLUSTERS:
+        _HAS_CLUSTERS[database] = await _has_table(datasette, database, "clusters")
+    return _HAS_CLUSTERS[database]
+
+
+async def _cluster_database(datasette: Any, requested: str | None) -> Any:
+    if requested:
+        if await _has_table(datasette, requested, "clusters"):
+            return datasette.get_database(requested)
+        raise NotFound(f"No newsmonitor database called {requested!r}")
+    for name in datasette.databases:
+        if await _has_table(datasette, name, "clusters"):
+            return datasette.get_database(name)
+    raise NotFound("No database with a clusters table is being served")
+
+
+def cluster_url(datasette: Any, cluster_id: int) -> str:
+    return datasette.urls.path(f"/-/cluster/{int(cluster_id)}")
+
+
+async def cluster_page(datasette: Any, request: Any) -> Response:
+    cluster_id = int(request.url_vars["cluster_id"])
+    db = await _cluster_database(datasette, request.args.get("db"))
+    view = await db.execute_fn(lambda conn: cluster_view(conn, cluster_id))
+    if view is None:
+        raise NotFound(f"No cluster #{cluster_id}")
+    if request.url_vars.get("as_json"):
+        return Response.json(view, default=str)
+    view.update(database=db.name, database_url=datasette.urls.database(db.name),
+                table_url=datasette.urls.table(db.name, "articles") + f"?cluster_id={cluster_id}",
+                query_url=datasette.urls.database(db.name) + f"/cluster_articles?cluster_id={cluster_id}",
+                json_url=cluster_url(datasette, cluster_id) + ".json")
+    html = await datasette.render_template("cluster.html", view, request=request)
+    return Response.html(html)
+
+
+@hookimpl
+def register_routes(datasette: Any) -> list[tuple[str, Any]]:
+    return [(r"^/-/cluster/(?P<cluster_id>\d+)(?P<as_json>\.json)?$", cluster_page)]
+
+
+def _link(href: str, text: str, extra: str = "") -> markupsafe.Markup:
+    return markupsafe.Markup('<a href="{}">{}</a>{}').format(href, text, extra)
+
+
+@hookimpl
+def render_cell(row: Any, value: Any, column: str, table: str | None, database: str, datasette: Any) -> Any:
+    async def inner() -> Any:
+        if not await _is_newsmonitor_db(datasette, database):
+            return None
+        if table is None and column == "cluster" and isinstance(value, int):
+            return _link(cluster_url(datasette, value), f"#{value}")
+        if table == "articles" and column == "cluster_id" and isinstance(value, dict) and value.get("value"):
+            label = value.get("label") or f"#{value['value']}"
+            return _link(cluster_url(datasette, value["value"]), label,
+                         markupsafe.Markup(" <em>{}</em>").format(value["value"]))
+        if table == "clusters" and column == "title" and isinstance(value, str):
+            # The title opens the cluster page; the id column still opens the raw row.
+            return _link(cluster_url(datasette, row["id"]), value)
+        return None
+
+    return inner()
+
+
+def _pick(columns: list[str], wanted: tuple[str, ...], alias: str) -> list[str]:
+    return [f"{alias}.[{c}]" for c in wanted if c in columns]
+
+
+_ALERT_COLUMNS = ("id", "rule", "reason", "matched_terms", "sources_at_alert", "created", "delivered_at",
+                  "attempts", "last_error", "next_attempt")
+_FEED_COLUMNS = ("id", "name", "url", "last_status", "last_http_status", "consecutive_errors", "last_error",
+                 "failing_since", "last_success", "last_fetched", "next_due", "poll_interval", "disabled",
+                 "disabled_reason", "articles_added")
+
+
+def alerts_sql(columns: list[str]) -> str:
+    """Alerts newest first with their delivery status, from whichever columns the table has."""
+    select = _pick(columns, _ALERT_COLUMNS, "al") or ["al.*"]
+    join = ""
+    if "cluster_id" in columns:
+        select.insert(2 if len(select) > 1 else 0, "al.cluster_id as cluster")
+        select.append("c.title as cluster_title")
+        join = " left join clusters c on c.id = al.cluster_id"
+    if "delivered_at" in columns:
+        retrying = " when al.attempts > 0 then 'retrying'" if "attempts" in columns else ""
+        select.append(f"case when al.delivered_at is not null then 'delivered'{retrying} "
+                      "else 'pending' end as delivery")
+    order = "al.id desc" if "id" in columns else "al.rowid desc"
+    return f"select {', '.join(select)} from alerts al{join} order by {order} limit 500"
+
+
+def feed_health_sql(columns: list[str]) -> str:
+    """Configured feeds, failing and disabled ones first, from whichever columns the table has."""
+    select = ", ".join(_pick(columns, _FEED_COLUMNS, "f")) or "f.*"
+    where = " where f.in_config = 1" if "in_config" in columns else ""
+    order = [f"f.{c} desc" for c in ("disabled", "consecutive_errors") if c in columns] + ["f.name"]
+    return f"select {select} from feeds f{where} order by {', '.join(order)}"
+
+
+@hookimpl
+def canned_queries(datasette: Any, database: str) -> Any:
+    async def inner() -> dict[str, Any]:
+        queries: dict[str, Any] = {}
+        db = datasette.get_database(database)
+        if await db.table_exists("feeds"):
+            queries["feed_health"] = {
+                "title": "Feed health",
+                "description": "Each configured feed's latest poll, errors and next poll; failing feeds first.",
+                "sql": feed_health_sql(await db.table_columns("feeds")),
+            }
+        if await db.table_exists("alerts"):
+            queries["alerts"] = {
+                "title": "Alerts and their delivery",
+                "description": "Alerts fired by the rules in the config, newest first: delivered, retrying or pending.",
+                "sql": alerts_sql(await db.table_columns("alerts")),
+            }
+        return queries
+
+    return inner()
