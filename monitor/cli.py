@@ -21,6 +21,7 @@ import click
 from pydantic import ValidationError
 
 from monitor import __version__
+from monitor.alerts import dry_run, parse_since, resolve_rule
 from monitor.errors import MonitorError
 from monitor.feedsfile import add_feeds, read_opml, write_opml
 from monitor.fetch import make_client
@@ -94,6 +95,8 @@ def run(ctx: click.Context, once: bool) -> None:
         with make_client(settings.fetch) as client:
             report = run_pass(settings, store, clusterer, client, should_stop=stop.is_set)
         click.echo(_summary(report, store))
+        if settings.alerts or report.alerts.pending:
+            click.echo(report.alerts.summary())
     finally:
         store.close()
 
@@ -192,6 +195,66 @@ def clusters(ctx: click.Context, limit: int) -> None:
         flag = f"  [tracked: {', '.join(keywords)}]" if keywords else ""
         click.echo(f"#{row['id']}  {row['size']} articles, {row['sources']} sources, "
                    f"last seen {row['last_seen']}: {row['title']}{flag}")
+
+
+@cli.group()
+def alerts() -> None:
+    """Dry-run alert rules against stored history; list recent alerts."""
+
+
+@alerts.command("test")
+@click.argument("rule_or_query")
+@click.option("--since", default="7d", show_default=True, help="How far back to look: 90m, 12h, 7d.")
+@click.pass_context
+@_fail_cleanly
+def alerts_test(ctx: click.Context, rule_or_query: str, since: str) -> None:
+    """What a configured rule (by name) or a query would have fired on; sends and writes nothing."""
+    settings = _settings(ctx)
+    try:
+        window = parse_since(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    rule = resolve_rule(settings, rule_or_query)
+    store = Store.open(settings.database)
+    try:
+        matches = dry_run(settings, store, rule, since=window)
+    finally:
+        store.close()
+    click.echo(f"{rule.name}: {len(matches)} matching clusters seen in the last {since}")
+    for match in matches:
+        click.echo(f"#{match.cluster_id}  {match.articles} articles, {match.sources} outlets: "
+                   f"{match.title.split('] ', 1)[-1]}")
+        click.echo(f"    matched: {', '.join(match.matched_terms)}")
+
+
+@alerts.command("list")
+@click.option("--limit", default=20, show_default=True, help="How many alerts, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+@click.pass_context
+@_fail_cleanly
+def alerts_list(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Recent alerts with their delivery status."""
+    settings = _settings(ctx)
+    store = Store.open(settings.database)
+    try:
+        rows = store.recent_alerts(limit)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no alerts yet")
+    for row in rows:
+        if row["delivered_at"]:
+            status = f"delivered {row['delivered_at']} ({row['attempts']} attempts)"
+        else:
+            error = f", last error: {row['last_error']}" if row["last_error"] else ""
+            status = f"pending, {row['attempts']} attempts, next {row['next_attempt']}{error}"
+        terms = ", ".join(json.loads(row["matched_terms"] or "[]"))
+        click.echo(f"#{row['id']}  {row['created']}  {row['rule']}  cluster #{row['cluster_id']} "
+                   f"({row['reason']}): {status}")
+        click.echo(f"    {row['cluster_title']}  [matched: {terms}]")
 
 
 def main() -> None:

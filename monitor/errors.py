@@ -4,6 +4,7 @@ Tree::
 
     MonitorError
     ├── ConfigError        the YAML config is missing, unreadable or invalid (names key and file)
+    │   └── QueryError     an alert query is malformed (names the rule and the position)
     ├── StoreError         the SQLite database cannot be opened, migrated or locked
     └── FeedsFileError     the feeds list cannot be edited (OPML import, feeds add)
 
@@ -26,6 +27,19 @@ class ConfigError(MonitorError):
         where = f"{file}: " if file else ""
         what = f"{key}: " if key else ""
         super().__init__(f"{where}{what}{message}")
+
+
+class QueryError(ConfigError):
+    """A malformed alert query; ``position`` is the 0-based offset of the offending character."""
+
+    def __init__(self, message: str, *, position: int, query: str = "", rule: str | None = None) -> None:
+        self.reason, self.position, self.query, self.rule = message, position, query, rule
+        where = f"alert rule {rule!r}: " if rule else ""
+        pointer = f"\n    {query}\n    {' ' * position}^" if query else ""
+        super().__init__(f"{where}query error at position {position + 1}: {message}{pointer}")
+
+    def for_rule(self, rule: str | None, query: str) -> QueryError:
+        return QueryError(self.reason, position=self.position, query=query, rule=rule)
 
 
 class StoreError(MonitorError):

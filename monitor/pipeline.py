@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from monitor.alerts import AlertReport, run_alerts
 from monitor.cluster import Clusterer
 from monitor.dedup import canonical_url
 from monitor.extract import article_from_entry
@@ -76,6 +77,7 @@ class PassReport:
     feeds_ok: int = 0
     feeds_failed: int = 0
     duration: float = 0.0
+    alerts: AlertReport = field(default_factory=AlertReport)
 
 
 def _entry_page(
@@ -224,6 +226,7 @@ def run_pass(
                 report.feeds_failed += 1
             else:
                 report.feeds_ok += 1
+    report.alerts = run_alerts(settings, store, should_stop=should_stop)
     report.duration = time.monotonic() - started
     _record_run(store, report, started_wall=time.time() - report.duration)
     return report

@@ -20,6 +20,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitor.alerts import run_alerts
 from monitor.cluster import Clusterer
 from monitor.fetch import HostLimiter, make_client
 from monitor.ingest import build_clusterer
@@ -30,6 +31,10 @@ from monitor.store import Store, StoreReader, now_iso
 log = logging.getLogger(__name__)
 
 SEEDS = "seeds"
+ALERTS = "alerts"  # queued every ALERTS_INTERVAL s: the writer evaluates rules and sends what is due
+ALERTS_INTERVAL = 60
+RETENTION = "retention"
+RETENTION_EVERY = 6 * 3600
 
 
 def _feed_job(feed: FeedConfig, settings: Settings, reader: StoreReader, limiter: HostLimiter,
@@ -60,6 +65,8 @@ def build_scheduler(settings: Settings, store: Store, results: queue.Queue, clie
         results.put, IntervalTrigger(seconds=settings.schedule.seeds_interval, timezone=UTC), args=[SEEDS],
         id=SEEDS, name=SEEDS, next_run_time=start,
     )
+    scheduler.add_job(results.put, IntervalTrigger(seconds=ALERTS_INTERVAL, timezone=UTC), args=[ALERTS],
+                      id=ALERTS, name=ALERTS, next_run_time=start)
     return scheduler
 
 
@@ -69,6 +76,8 @@ def _apply(item: FeedResult | str, settings: Settings, store: Store, clusterer: 
         counts = ingest_seeds(settings, store, clusterer, stop.is_set)
         if counts.added or counts.skipped:
             log.info("seeds: %d new, %d skipped", counts.added, counts.skipped)
+    elif item == ALERTS:
+        run_alerts(settings, store, should_stop=stop.is_set)
     else:
         apply_feed_result(store, clusterer, item, settings=settings, should_stop=stop.is_set)
 
@@ -107,5 +116,5 @@ def _drain(results: queue.Queue, settings: Settings, store: Store, clusterer: Cl
             item = results.get_nowait()
         except queue.Empty:
             return
-        if item != SEEDS:
+        if item not in (SEEDS, ALERTS):
             _apply(item, settings, store, clusterer, never)

@@ -11,12 +11,22 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from monitor.cluster import ClusterParams
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, QueryError
+from monitor.query import parse_query
 
 DEFAULT_CONFIG = Path("config/monitor.yaml")
 DEFAULT_USER_AGENT = "newsmonitor/0.1 (+https://github.com/newsmonitor/newsmonitor)"
@@ -90,6 +100,40 @@ class ScheduleSettings(_Frozen):
         return parse_duration(value)
 
 
+class AlertRule(_Frozen):
+    """One tracked query; its ``query`` is parsed here so a typo stops start-up, not the first pass."""
+
+    name: str = Field(min_length=1, description="Unique name, shown in messages and `alerts list`.")
+    query: str = Field(description='e.g. \'"sanctuary city" AND (ICE OR "border patrol")\'; see README.')
+    min_sources: int = Field(1, ge=1, description="Distinct outlets in the cluster before it fires.")
+    languages: tuple[str, ...] = Field((), description="Only articles in these languages count; empty: all.")
+    feeds: tuple[str, ...] = Field((), description="Only articles of these feeds (names or 'tag:x'); empty: all.")
+    notify: tuple[str, ...] = Field(("default",), description="Channel names (keys of `channels`).")
+    realert_on_growth: int | None = Field(None, ge=1, description="Fire again after this many new outlets.")
+
+    @model_validator(mode="after")
+    def _parse(self) -> AlertRule:
+        try:
+            parse_query(self.query, rule=self.name)
+        except QueryError as exc:
+            raise PydanticCustomError("query_syntax", "{error}", {"error": str(exc)}) from None
+        return self
+
+
+class DigestSettings(_Frozen):
+    mode: str = Field("immediate", pattern="^(immediate|hourly|daily)$",
+                      description="immediate: one message per alert; hourly/daily: one message listing them.")
+
+
+def _check_apprise_url(channel: str, url: str) -> None:
+    """Apprise is imported only when channels are configured (it takes half a second)."""
+    import apprise
+
+    if apprise.Apprise.instantiate(url) is None:
+        raise PydanticCustomError("apprise_url", "channel {channel}: Apprise does not understand {url}",
+                                  {"channel": repr(channel), "url": repr(url.split("://")[0] + "://...")})
+
+
 class Settings(_Frozen):
     database: Path = Field(Path("monitor.db"), description="SQLite file, relative to the config file.")
     seeds_dir: Path | None = Field(Path("seeds"), description="Folder of *.txt / *.html articles.")
@@ -99,7 +143,41 @@ class Settings(_Frozen):
     schedule: ScheduleSettings = ScheduleSettings()
     cluster: ClusterParams = ClusterParams()
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    channels: dict[str, tuple[str, ...]] = Field({}, description="Named lists of Apprise URLs.")
+    alerts: tuple[AlertRule, ...] = Field((), description="Alert rules, matched against clusters after each pass.")
+    digest: DigestSettings = DigestSettings()
     config_path: Path | None = Field(None, exclude=True, description="Where this was read from.")
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else ([] if v is None else v) for k, v in value.items()}
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _apprise_urls(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for name, urls in value.items():
+            for url in urls:
+                _check_apprise_url(name, url)
+        return value
+
+    @field_validator("alerts")
+    @classmethod
+    def _rules_reference_channels(cls, rules: tuple[AlertRule, ...], info: ValidationInfo) -> tuple[AlertRule, ...]:
+        channels = info.data.get("channels")
+        names = [rule.name for rule in rules]
+        for rule in rules:
+            if names.count(rule.name) > 1:
+                raise PydanticCustomError("rule_name", "alert rule name {name} is used twice",
+                                          {"name": repr(rule.name)})
+            missing = [c for c in rule.notify if channels is not None and c not in channels]
+            if missing:
+                raise PydanticCustomError(
+                    "unknown_channel", "alert rule {rule} notifies unknown channel {channel} (channels: {known})",
+                    {"rule": repr(rule.name), "channel": repr(missing[0]), "known": ", ".join(channels) or "none"})
+        return rules
 
     @field_validator("log_level")
     @classmethod

@@ -92,7 +92,40 @@ def _migration_1_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1_initial,)
+def _migration_2_alerts(db: sqlite_utils.Database) -> None:
+    """Alerts, written before they are sent; the unique key makes "once per (rule, cluster, growth step)" a fact.
+
+    ``delivered_to`` lists the channel targets (hashed, never the URLs with
+    their secrets) already served, so a retry after a partial failure does not
+    repeat a message to the targets that got it. ``alert_state`` holds the
+    evaluation watermark (clusters updated since then are matched next).
+    """
+    db.execute("""
+        CREATE TABLE IF NOT EXISTS alerts (
+          id INTEGER PRIMARY KEY,
+          rule TEXT NOT NULL,
+          cluster_id INTEGER NOT NULL REFERENCES clusters(id),
+          step INTEGER NOT NULL DEFAULT 0,
+          reason TEXT,
+          matched_terms TEXT NOT NULL DEFAULT '[]',
+          sources_at_alert INTEGER,
+          articles_at_alert INTEGER,
+          created TEXT NOT NULL,
+          title TEXT,
+          message TEXT,
+          delivered_at TEXT,
+          delivered_to TEXT NOT NULL DEFAULT '[]',
+          attempts INTEGER NOT NULL DEFAULT 0,
+          last_error TEXT,
+          next_attempt TEXT,
+          UNIQUE (rule, cluster_id, step)
+        )""")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_alerts_pending ON alerts(next_attempt) WHERE delivered_at IS NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_alerts_created ON alerts(created)")
+    db.execute("CREATE TABLE IF NOT EXISTS alert_state (name TEXT PRIMARY KEY, value TEXT)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_clusters_updated_at ON clusters(updated_at)")
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1_initial, _migration_2_alerts)
 
 
 @dataclass(frozen=True)
@@ -284,6 +317,78 @@ class Store:
 
     def count(self, table: str) -> int:
         return self.db[table].count
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    def alert_watermark(self) -> str | None:
+        row = self.db.execute("SELECT value FROM alert_state WHERE name = 'evaluated_until'").fetchone()
+        return row[0] if row else None
+
+    def clusters_since(self, since: str | None, *, column: str = "updated_at") -> list[dict[str, Any]]:
+        """Clusters changed (``updated_at``) or active (``last_seen``) since ``since``; all if None."""
+        if column not in ("updated_at", "last_seen"):
+            raise ValueError(column)
+        sql = "SELECT id, title, first_seen, last_seen, size, articles, sources, updated_at FROM clusters"
+        if since is None:
+            return list(self.db.query(sql + " ORDER BY id"))
+        return list(self.db.query(sql + f" WHERE {column} >= ? ORDER BY id", [since]))
+
+    def cluster_articles(self, cluster_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """The articles of each cluster, with their feed's name and tags (for rule filters and links)."""
+        found: dict[int, list[dict[str, Any]]] = {cid: [] for cid in cluster_ids}
+        for start in range(0, len(cluster_ids), 500):
+            chunk = list(cluster_ids[start:start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            for row in self.db.query(
+                "SELECT a.id, a.cluster_id, a.title, a.text, a.url, a.source, a.language, a.published, a.fetched_at, "
+                "f.name AS feed_name, f.tags AS feed_tags FROM articles a LEFT JOIN feeds f ON f.id = a.feed_id "
+                f"WHERE a.cluster_id IN ({marks}) ORDER BY a.id", chunk):
+                found[row["cluster_id"]].append(row)
+        return found
+
+    def latest_alert_steps(self, cluster_ids: Sequence[int]) -> dict[tuple[str, int], tuple[int, int]]:
+        """(rule, cluster) -> (last step, outlets at that alert), to decide first alert vs re-alert."""
+        latest: dict[tuple[str, int], tuple[int, int]] = {}
+        for start in range(0, len(cluster_ids), 500):
+            chunk = list(cluster_ids[start:start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            for rule, cluster_id, step, sources in self.db.execute(
+                    f"SELECT rule, cluster_id, step, sources_at_alert FROM alerts WHERE cluster_id IN ({marks}) "
+                    "ORDER BY step", chunk):
+                latest[(rule, cluster_id)] = (step, sources or 0)
+        return latest
+
+    def record_alerts(self, rows: Sequence[dict[str, Any]], *, watermark: str | None) -> list[int]:
+        """Insert new alerts and move the watermark in one transaction; an existing (rule, cluster, step) is kept."""
+        ids = []
+        with self.transaction():
+            for row in rows:
+                columns = ", ".join(f"[{c}]" for c in row)
+                marks = ", ".join("?" for _ in row)
+                cursor = self.db.execute(
+                    f"INSERT INTO alerts ({columns}) VALUES ({marks}) ON CONFLICT(rule, cluster_id, step) DO NOTHING",
+                    list(row.values()))
+                if cursor.rowcount:
+                    ids.append(cursor.lastrowid)
+            if watermark is not None:
+                self.db.execute("INSERT INTO alert_state (name, value) VALUES ('evaluated_until', ?) "
+                                "ON CONFLICT(name) DO UPDATE SET value = excluded.value", [watermark])
+        return ids
+
+    def undelivered_alerts(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM alerts WHERE delivered_at IS NULL ORDER BY id"))
+
+    def update_alerts(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Record one delivery attempt's outcome for the alerts it carried, atomically."""
+        with self.transaction():
+            for alert_id, fields in updates:
+                assignments = ", ".join(f"[{name}] = ?" for name in fields)
+                self.db.execute(f"UPDATE alerts SET {assignments} WHERE id = ?", [*fields.values(), alert_id])
+
+    def recent_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "SELECT a.*, c.title AS cluster_title FROM alerts a LEFT JOIN clusters c ON c.id = a.cluster_id "
+            "ORDER BY a.id DESC LIMIT ?", [limit]))
 
 
 class StoreReader:

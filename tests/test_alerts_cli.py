@@ -1,0 +1,130 @@
+"""`run --once` on the seeds fires the sanctuary-cities rule exactly once; `alerts test` and `alerts list`."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pytest_httpserver import HTTPServer
+from ruamel.yaml import YAML
+
+from monitor.cli import cli
+from monitor.store import Store
+from tests.conftest import ROOT, write_config
+from tests.helpers_alerts import SANCTUARY, attempts, json_url, posted
+
+RULE = {"name": "sanctuary-cities", "query": SANCTUARY, "min_sources": 1, "languages": ["en"],
+        "notify": ["default"], "realert_on_growth": 3}
+
+
+@pytest.fixture
+def hook(web: HTTPServer) -> HTTPServer:
+    web.expect_request("/hook", method="POST").respond_with_data("ok")
+    return web
+
+
+@pytest.fixture
+def config(tmp_path: Path, seeds_dir: Path, hook: HTTPServer) -> Path:
+    return write_config(tmp_path, alerts=[RULE], channels={"default": [json_url(hook)]}, log_level="WARNING")
+
+
+def invoke(config: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--config", str(config), *args])
+    return result.exit_code, result.output
+
+
+def test_run_once_on_the_seeds_delivers_exactly_one_alert_and_a_second_run_none(config: Path,
+                                                                                 hook: HTTPServer) -> None:
+    code, output = invoke(config, "run", "--once")
+    assert code == 0, output
+    assert "alerts: 1 new, 1 delivered in 1 messages" in output
+    [body] = posted(hook)
+    assert body["title"].startswith("[sanctuary-cities] ")
+    assert "2 articles from 2 outlets" in body["message"]
+    assert "ICE" in body["message"] and '"sanctuary cities"' in body["message"]
+    assert body["message"].count("file://") == 2  # a link to each seed article
+
+    code, output = invoke(config, "run", "--once")
+    assert code == 0, output
+    assert "alerts: 0 new, 0 delivered in 0 messages" in output
+    assert attempts(hook) == 1
+
+    code, output = invoke(config, "alerts", "list")
+    assert code == 0, output
+    assert "sanctuary-cities  cluster #" in output and "delivered" in output and "pending" not in output
+
+
+def test_alerts_test_dry_runs_a_rule_or_a_query_and_sends_nothing(config: Path, hook: HTTPServer) -> None:
+    rule = dict(RULE, notify=[])
+    quiet = write_config(config.parent, alerts=[rule], channels={"default": []}, log_level="WARNING")
+    assert invoke(quiet, "run", "--once")[0] == 0
+    store = Store.open(config.parent / "monitor.db")
+    alerts_before = store.count("alerts")
+    store.close()
+
+    code, output = invoke(config, "alerts", "test", "sanctuary-cities", "--since", "7d")
+    assert code == 0, output
+    assert "sanctuary-cities: 1 matching clusters seen in the last 7d" in output
+    assert 'matched: "sanctuary city", "sanctuary cities", "protection cities", ICE, "border patrol"' in output
+
+    code, output = invoke(config, "alerts", "test", "Albence AND NOT governor")
+    assert code == 0, output
+    assert "command-line query: 1 matching clusters" in output and "matched: Albence" in output
+    code, output = invoke(config, "alerts", "test", "Albence AND NOT police")  # one seed says "police"
+    assert code == 0 and "0 matching clusters" in output
+
+    code, output = invoke(config, "alerts", "test", "title:Albence")
+    assert code == 0 and "0 matching clusters" in output
+
+    assert attempts(hook) == 0
+    store = Store.open(config.parent / "monitor.db")
+    assert store.count("alerts") == alerts_before
+    store.close()
+
+
+def test_alerts_test_reports_a_malformed_query_with_its_position(config: Path) -> None:
+    code, output = invoke(config, "alerts", "test", "ICE AND (border")
+    assert code == 1
+    assert "Error: query error at position 16: expected ')'" in output
+    assert "Traceback" not in output
+    code, output = invoke(config, "alerts", "test", "ICE", "--since", "lately")
+    assert code == 2 and "--since" in output
+
+
+def test_a_malformed_rule_stops_start_up_naming_rule_and_position(tmp_path: Path, seeds_dir: Path) -> None:
+    bad = dict(RULE, query='("sanctuary city" OR ICE')
+    path = write_config(tmp_path, alerts=[bad], channels={"default": []})
+    code, output = invoke(path, "run", "--once")
+    assert code == 1
+    assert "alert rule 'sanctuary-cities': query error at position 25" in output
+    assert not (tmp_path / "monitor.db").exists()
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_shipped_config_runs_offline_and_keeps_the_alert_for_retry(tmp_path: Path) -> None:
+    """The shipped channel points at 127.0.0.1:8099; with nothing there, the pass still succeeds quickly."""
+    if not _port_is_free(8099):
+        pytest.skip("something listens on 127.0.0.1:8099")
+    shipped = YAML(typ="safe", pure=True).load((ROOT / "config" / "monitor.yaml").read_text())
+    assert [r["name"] for r in shipped["alerts"]] == ["sanctuary-cities"]
+    assert shipped["alerts"][0]["query"] == SANCTUARY
+    shipped |= {"database": "monitor.db", "seeds_dir": "seeds", "feeds": []}
+    shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
+    path = tmp_path / "monitor.yaml"
+    YAML(typ="safe", pure=True).dump(shipped, path)
+
+    started = time.monotonic()
+    code, output = invoke(path, "run", "--once")
+    assert code == 0, output
+    assert time.monotonic() - started < 30
+    assert "alerts: 1 new, 0 delivered in 0 messages, 1 failed deliveries, 1 pending" in output
+    code, output = invoke(path, "alerts", "list")
+    assert "pending, 1 attempts" in output and "Connection error" in output
