@@ -6,7 +6,7 @@ read-only connection; this module only wires it into Datasette.
 
 - ``/-/cluster/<id>`` (and ``.json``): one story, readable; ``?db=`` picks the database
   when several are served, otherwise the first one with a ``clusters`` table.
-- Cells: a ``cluster`` column in a query, ``articles.cluster_id`` and ``clusters.title``
+- Cells: a ``cluster`` column in a query, a ``cluster_id`` foreign key and ``clusters.title``
   link to that page instead of to the raw row.
 - The ``alerts`` canned query exists only while the database has an ``alerts`` table, so
   the same metadata serves databases made before and after alerts were added.
@@ -87,7 +87,8 @@ def render_cell(row: Any, value: Any, column: str, table: str | None, database: 
             return None
         if table is None and column == "cluster" and isinstance(value, int):
             return _link(cluster_url(datasette, value), f"#{value}")
-        if table == "articles" and column == "cluster_id" and isinstance(value, dict) and value.get("value"):
+        if table and column == "cluster_id" and isinstance(value, dict) and value.get("value"):
+            # articles.cluster_id, alerts.cluster_id: the label (the cluster's title) opens the cluster page.
             label = value.get("label") or f"#{value['value']}"
             return _link(cluster_url(datasette, value["value"]), label,
                          markupsafe.Markup(" <em>{}</em>").format(value["value"]))
@@ -144,12 +145,14 @@ def canned_queries(datasette: Any, database: str) -> Any:
                 "title": "Feed health",
                 "description": "Each configured feed's latest poll, errors and next poll; failing feeds first.",
                 "sql": feed_health_sql(await db.table_columns("feeds")),
+                "hide_sql": True,
             }
         if await db.table_exists("alerts"):
             queries["alerts"] = {
                 "title": "Alerts and their delivery",
                 "description": "Alerts fired by the rules in the config, newest first: delivered, retrying or pending.",
                 "sql": alerts_sql(await db.table_columns("alerts")),
+                "hide_sql": True,
             }
         return queries
 
