@@ -22,6 +22,9 @@ test: $(BIN)/newsmonitor  ## the whole test suite (what CI runs)
 	$(BIN)/ruff check monitor tests bench
 	$(BIN)/python -m pytest -q
 
+serve: $(BIN)/newsmonitor  ## browse the database with Datasette on http://127.0.0.1:8001/ (read-only)
+	$(BIN)/newsmonitor --config $(CONFIG) serve
+
 lint: $(BIN)/newsmonitor
 	$(BIN)/ruff check monitor tests bench
 

@@ -30,6 +30,8 @@ from monitor.pipeline import PassReport, run_pass
 from monitor.scheduler import run_daemon
 from monitor.settings import DEFAULT_CONFIG, FeedConfig, Settings, describe_validation_error, load_settings
 from monitor.store import Store
+from monitor.web import datasette_command
+from monitor.web import serve as serve_datasette
 
 
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -255,6 +257,20 @@ def alerts_list(ctx: click.Context, limit: int, as_json: bool) -> None:
         click.echo(f"#{row['id']}  {row['created']}  {row['rule']}  cluster #{row['cluster_id']} "
                    f"({row['reason']}): {status}")
         click.echo(f"    {row['cluster_title']}  [matched: {terms}]")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8001, show_default=True, type=int, help="Port to listen on.")
+@click.pass_context
+@_fail_cleanly
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Browse and query the database with Datasette (read-only; sees what the daemon writes)."""
+    settings = _settings(ctx)
+    click.echo(f"serving {settings.database} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    logging.getLogger(__name__).debug("equivalent: %s", " ".join(datasette_command(settings.database,
+                                                                                  host=host, port=port)))
+    serve_datasette(settings.database, host=host, port=port)
 
 
 def main() -> None:
