@@ -76,10 +76,12 @@ def _apply(item: FeedResult | str, settings: Settings, store: Store, clusterer: 
         counts = ingest_seeds(settings, store, clusterer, stop.is_set)
         if counts.added or counts.skipped:
             log.info("seeds: %d new, %d skipped", counts.added, counts.skipped)
+        if counts.added:  # new articles: match and send now; the ALERTS job covers retries and digests
+            run_alerts(settings, store, should_stop=stop.is_set)
     elif item == ALERTS:
         run_alerts(settings, store, should_stop=stop.is_set)
-    else:
-        apply_feed_result(store, clusterer, item, settings=settings, should_stop=stop.is_set)
+    elif apply_feed_result(store, clusterer, item, settings=settings, should_stop=stop.is_set).added:
+        run_alerts(settings, store, should_stop=stop.is_set)
 
 
 def run_daemon(settings: Settings, stop: threading.Event) -> None:

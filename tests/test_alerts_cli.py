@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -128,3 +131,19 @@ def test_the_shipped_config_runs_offline_and_keeps_the_alert_for_retry(tmp_path:
     assert "alerts: 1 new, 0 delivered in 0 messages, 1 failed deliveries, 1 pending" in output
     code, output = invoke(path, "alerts", "list")
     assert "pending, 1 attempts" in output and "Connection error" in output
+
+
+def test_the_daemon_sends_the_seed_alert_right_after_ingesting(config: Path, hook: HTTPServer) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 40
+        while not posted(hook) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        assert len(posted(hook)) == 1
+        assert posted(hook)[0]["title"].startswith("[sanctuary-cities] ")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert attempts(hook) == 1
