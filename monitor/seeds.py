@@ -7,7 +7,8 @@ back to the file it came from, and a re-scan recognises what it already stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,13 +52,25 @@ def read_seed(path: Path, *, max_bytes: int) -> Article | Skipped:
     url = path.resolve().as_uri()
     fetched_at = datetime.now(UTC)
     if path.suffix.lower() in (".html", ".htm"):
-        return article_from_html(raw, url=url, fetched_at=fetched_at)
+        article = article_from_html(raw, url=url, fetched_at=fetched_at)
+        if isinstance(article, Article) and not article.canonical_url:
+            # A saved page without <link rel=canonical> has no outlet but its file.
+            article = replace(article, source=path.name)
+        return article
     text = _decode(raw, path)
     if isinstance(text, Skipped):
         return text
     return article_from_text(text, url=url, source=path.name, fetched_at=fetched_at)
 
 
-def read_seeds(folder: Path, *, max_bytes: int) -> Iterator[Article | Skipped]:
+def read_seeds(
+    folder: Path, *, max_bytes: int, is_stored: Callable[[str], bool] = lambda url: False
+) -> Iterator[Article | Skipped | str]:
+    """New seed files as articles; files already stored (by URL) are yielded as their URL, unread.
+
+    The daemon rescans the folder every few minutes: checking the URL first
+    keeps a rescan of thousands of stored files cheap.
+    """
     for path in seed_files(folder):
-        yield read_seed(path, max_bytes=max_bytes)
+        url = path.resolve().as_uri()
+        yield url if is_stored(url) else read_seed(path, max_bytes=max_bytes)
