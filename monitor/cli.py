@@ -13,7 +13,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,12 @@ from monitor.errors import MonitorError
 from monitor.feedsfile import add_feeds, read_opml, write_opml
 from monitor.fetch import make_client
 from monitor.ingest import build_clusterer
+from monitor.lock import InstanceLock
+from monitor.logs import configure_logging
 from monitor.pipeline import PassReport, run_pass
 from monitor.scheduler import run_daemon
 from monitor.settings import DEFAULT_CONFIG, FeedConfig, Settings, describe_validation_error, load_settings
+from monitor.status import StatusReport, status_report
 from monitor.store import Store
 from monitor.web import datasette_command
 from monitor.web import serve as serve_datasette
@@ -47,11 +51,47 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _settings(ctx: click.Context) -> Settings:
     settings = load_settings(ctx.obj["config"])
-    logging.basicConfig(
-        level=settings.log_level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    ctx.obj["log_handler"] = configure_logging(settings.log_level, settings.log_format)
     return settings
+
+
+class _PassProgress:
+    """``run --once`` progress on stderr, drawn only on a terminal (never into a daemon's or cron's logs).
+
+    While the bar is shown, per-feed INFO lines are held back (warnings still print);
+    the same facts are in ``newsmonitor status``.
+    """
+
+    def __init__(self, handler: logging.Handler | None) -> None:
+        self._handler = handler
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            if self._handler is not None:
+                self._handler.setLevel(max(self._handler.level, logging.WARNING))
+            self._bar = click.progressbar(length=total, label="feeds", file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.update(done - self._bar.pos)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def _on_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def _progress_over(items: list[Any], label: str) -> Iterator[Iterable[Any]]:
+    """Iterate ``items`` with a progress bar on stderr if it is a terminal and there are many of them."""
+    if _on_terminal() and len(items) > 50:
+        with click.progressbar(items, label=label, file=sys.stderr) as bar:
+            yield bar
+    else:
+        with nullcontext(items) as plain:
+            yield plain
 
 
 @click.group()
@@ -91,11 +131,21 @@ def run(ctx: click.Context, once: bool) -> None:
     if not once:
         run_daemon(settings, stop)
         return
+    with InstanceLock(settings.database):
+        _run_once(ctx, settings, stop)
+
+
+def _run_once(ctx: click.Context, settings: Settings, stop: threading.Event) -> None:
     store = Store.open(settings.database)
+    progress = _PassProgress(ctx.obj.get("log_handler")) if _on_terminal() else None
     try:
         clusterer = build_clusterer(store, settings.cluster)
         with make_client(settings.fetch) as client:
-            report = run_pass(settings, store, clusterer, client, should_stop=stop.is_set)
+            try:
+                report = run_pass(settings, store, clusterer, client, should_stop=stop.is_set, progress=progress)
+            finally:
+                if progress:
+                    progress.close()
         click.echo(_summary(report, store))
         if settings.alerts or report.alerts.pending:
             click.echo(report.alerts.summary())
@@ -127,7 +177,26 @@ def feeds_list(ctx: click.Context, as_json: bool) -> None:
     for row in rows:
         status = row["last_status"] or "never polled"
         errors = f", {row['consecutive_errors']} errors in a row" if row["consecutive_errors"] else ""
-        click.echo(f"{row['name']}\t{row['url']}\t{status}{errors}")
+        moved = f", moved to {row['url_effective']}" if row.get("url_effective") else ""
+        disabled = f", DISABLED: {row['disabled_reason']}" if row.get("disabled") else ""
+        click.echo(f"{row['name']}\t{row['url']}\t{status}{errors}{moved}{disabled}")
+
+
+@feeds.command("enable")
+@click.argument("url")
+@click.pass_context
+@_fail_cleanly
+def feeds_enable(ctx: click.Context, url: str) -> None:
+    """Re-enable a feed that was disabled (410 Gone, or failing too long); a running daemon needs a restart."""
+    settings = _settings(ctx)
+    store = Store.open(settings.database)
+    try:
+        found = store.enable_feed(url)
+    finally:
+        store.close()
+    if not found:
+        raise click.ClickException(f"no such feed in the database: {url}")
+    click.echo(f"enabled {url}")
 
 
 @feeds.command("add")
@@ -159,15 +228,20 @@ def feeds_import(ctx: click.Context, opml_file: Path) -> None:
     """Add every feed of an OPML file to the config (categories become tags)."""
     settings = _settings(ctx)
     candidates, invalid = [], []
-    for item in read_opml(opml_file):
-        try:
-            candidates.append(FeedConfig(url=item.url, name=item.name, tags=item.tags))
-        except ValidationError:
-            invalid.append(item.url)
+    with _progress_over(list(read_opml(opml_file)), "reading OPML") as items:
+        for item in items:
+            _collect_feed(item, candidates, invalid)
     added = add_feeds(settings.config_path, candidates)
     for url in invalid:
         click.echo(f"skipped invalid URL: {url}", err=True)
     click.echo(f"imported {len(added)} new feeds ({len(candidates) - len(added)} already configured)")
+
+
+def _collect_feed(item: Any, candidates: list[FeedConfig], invalid: list[str]) -> None:
+    try:
+        candidates.append(FeedConfig(url=item.url, name=item.name, tags=item.tags))
+    except ValidationError:
+        invalid.append(item.url)
 
 
 @feeds.command("export")
@@ -197,6 +271,65 @@ def clusters(ctx: click.Context, limit: int) -> None:
         flag = f"  [tracked: {', '.join(keywords)}]" if keywords else ""
         click.echo(f"#{row['id']}  {row['size']} articles, {row['sources']} sources, "
                    f"last seen {row['last_seen']}: {row['title']}{flag}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+@click.pass_context
+@_fail_cleanly
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Feed health (last success, errors, next due, disabled), totals, last pass, is the daemon running."""
+    settings = _settings(ctx)
+    store = Store.open(settings.database)
+    try:
+        store.sync_feeds(settings.feeds)
+        report = status_report(store, settings.database)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    for line in _status_lines(report):
+        click.echo(line)
+
+
+def _status_lines(report: StatusReport) -> Iterator[str]:
+    daemon = f"running (pid {report.daemon_pid})" if report.daemon_pid else "not running"
+    yield f"database: {report.database}  daemon: {daemon}"
+    yield (f"articles: {report.articles} ({report.articles - report.articles_with_text} with text dropped "
+           f"by retention)  clusters: {report.clusters}  last poll: {report.last_poll or 'never'}")
+    if report.last_pass:
+        run = report.last_pass
+        yield (f"last pass: {run['finished']}, {run['duration']:.1f}s, {run['feeds_ok']} feeds ok, "
+               f"{run['feeds_failed']} failed, {run['articles_added']} new articles")
+    counts = ", ".join(f"{n} {kind}" for kind, n in report.counts.items() if n)
+    yield f"feeds: {counts or 'none configured'}"
+    for feed in report.feeds:
+        yield f"  [{feed.health}] {feed.name}  {feed.url}"
+        details = [f"last success {feed.last_success or 'never'}", f"next due {feed.next_due or 'now'}"]
+        if feed.poll_interval and feed.interval and feed.poll_interval > feed.interval:
+            details.append(f"interval stretched to {feed.poll_interval / 60:.0f} min")
+        if feed.consecutive_errors:
+            details.append(f"{feed.consecutive_errors} errors in a row since {feed.failing_since}: {feed.last_error}")
+        if feed.url_effective:
+            details.append(f"moved to {feed.url_effective}")
+        if feed.disabled:
+            details.append(f"disabled {feed.disabled_at}: {feed.disabled_reason} (newsmonitor feeds enable URL)")
+        yield "      " + "; ".join(details)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8001, show_default=True, type=int, help="Port to listen on.")
+@click.pass_context
+@_fail_cleanly
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Browse and query the database with Datasette (read-only; sees what the daemon writes)."""
+    settings = _settings(ctx)
+    click.echo(f"serving {settings.database} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    logging.getLogger(__name__).debug("equivalent: %s", " ".join(datasette_command(settings.database,
+                                                                                  host=host, port=port)))
+    serve_datasette(settings.database, host=host, port=port)
 
 
 @cli.group()
@@ -257,20 +390,6 @@ def alerts_list(ctx: click.Context, limit: int, as_json: bool) -> None:
         click.echo(f"#{row['id']}  {row['created']}  {row['rule']}  cluster #{row['cluster_id']} "
                    f"({row['reason']}): {status}")
         click.echo(f"    {row['cluster_title']}  [matched: {terms}]")
-
-
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8001, show_default=True, type=int, help="Port to listen on.")
-@click.pass_context
-@_fail_cleanly
-def serve(ctx: click.Context, host: str, port: int) -> None:
-    """Browse and query the database with Datasette (read-only; sees what the daemon writes)."""
-    settings = _settings(ctx)
-    click.echo(f"serving {settings.database} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
-    logging.getLogger(__name__).debug("equivalent: %s", " ".join(datasette_command(settings.database,
-                                                                                  host=host, port=port)))
-    serve_datasette(settings.database, host=host, port=port)
 
 
 def main() -> None:

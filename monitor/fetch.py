@@ -9,19 +9,31 @@ because one bad feed must never stop a pass.
 
 from __future__ import annotations
 
+import codecs
+import re
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
+from itertools import pairwise
 from urllib.parse import urlsplit
 
+import charset_normalizer
 import httpx
 
 from monitor.models import Fetched, FetchFailed, FetchOutcome, NotModified
 from monitor.settings import FetchSettings
 
 _KEPT_HEADERS = ("cache-control", "retry-after", "expires", "location", "content-type")
+# Not sent by servers: set by fetch_url in ``headers`` when the URL moved for good (301/308 only),
+# so the writer can poll the new address; a 302/307 is temporary and changes nothing.
+MOVED_PERMANENTLY = "x-newsmonitor-moved-permanently"
+_PERMANENT = {301, 308}
+_WESTERN = {"English", "French", "German", "Spanish", "Italian", "Portuguese", "Dutch", "Danish", "Swedish",
+            "Norwegian", "Finnish"}
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 
 
 def make_client(settings: FetchSettings) -> httpx.Client:
@@ -67,7 +79,72 @@ class HostLimiter:
 
 
 def _kept_headers(response: httpx.Response) -> dict[str, str]:
-    return {k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers}
+    kept = {k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers}
+    moved = permanent_target(response)
+    if moved:
+        kept[MOVED_PERMANENTLY] = moved
+    return kept
+
+
+def permanent_target(response: httpx.Response) -> str | None:
+    """The URL the request ended up at through 301/308 hops only (a temporary hop ends the chain)."""
+    hops = [*response.history, response]
+    target = None
+    for hop, following in pairwise(hops):
+        if hop.status_code not in _PERMANENT:
+            break
+        target = str(following.url)
+    return target
+
+
+def _charset_of(content: bytes, declared: str | None) -> str | None:
+    """The page's encoding: HTTP header, then ``<meta charset>``, then charset-normalizer's guess."""
+    candidates = [declared]
+    meta = _META_CHARSET.search(content[:4096])
+    if meta:
+        candidates.append(meta.group(1).decode("ascii", "replace"))
+    for name in candidates:
+        if name:
+            try:
+                codecs.lookup(name)
+            except LookupError:
+                continue
+            return name
+    matches = charset_normalizer.from_bytes(content[:200_000])
+    guess = matches.best()
+    if guess is None:
+        return None
+    # Measured: on undeclared French/German pages charset-normalizer picks cp1257/cp1250 (it cannot tell
+    # the Latin code pages apart), giving "élčves"; browsers default such pages to windows-1252 (WHATWG),
+    # so it wins ties and Western European text.
+    tie = any(m.encoding == "cp1252" and m.chaos <= guess.chaos for m in matches)
+    if tie or (guess.language in _WESTERN and guess.encoding != "cp1252"):
+        try:
+            content.decode("cp1252")
+            return "cp1252"
+        except UnicodeDecodeError:
+            pass
+    return guess.encoding
+
+
+def html_as_utf8(page: Fetched) -> Fetched:
+    """A page re-encoded as UTF-8 if it is not already.
+
+    Measured: trafilatura tries UTF-8 and then its own guess, ignoring both the
+    HTTP charset and ``<meta charset>``, so a Latin-1 French page came out as
+    "élčves". Decoding here with the declared charset fixes that; the body is
+    left as is when it already is valid UTF-8.
+    """
+    try:
+        page.content.decode("utf-8")
+        return page
+    except UnicodeDecodeError:
+        pass
+    charset = _charset_of(page.content, page.encoding)
+    if not charset:
+        return page
+    text = page.content.decode(charset, errors="replace")
+    return replace(page, content=text.encode("utf-8"), encoding="utf-8")
 
 
 def _read_capped(response: httpx.Response, max_bytes: int) -> bytes | None:

@@ -22,10 +22,11 @@ from monitor.alerts import AlertReport, run_alerts
 from monitor.cluster import Clusterer
 from monitor.dedup import canonical_url
 from monitor.extract import article_from_entry
-from monitor.fetch import HostLimiter, fetch_url
+from monitor.fetch import MOVED_PERMANENTLY, HostLimiter, fetch_url, html_as_utf8
 from monitor.ingest import AlreadyStored, Stored, ingest_article
 from monitor.models import Article, Fetched, FetchFailed, NotModified, ParsedFeed, ParseFailed, Skipped
 from monitor.parse import parse_feed
+from monitor.politeness import PollHints, PollPolicy, RobotsCache, hints_from_response, parse_retry_after
 from monitor.seeds import read_seeds
 from monitor.settings import FeedConfig, FetchSettings, ScheduleSettings, Settings
 from monitor.store import FeedState, Store, StoreReader, iso, now_iso
@@ -68,6 +69,7 @@ class FeedResult:
     articles: tuple[Article | Skipped, ...] = ()
     bozo_reason: str | None = None
     duration: float = 0.0
+    hints: PollHints | None = None
 
 
 @dataclass
@@ -81,16 +83,21 @@ class PassReport:
 
 
 def _entry_page(
-    client: httpx.Client, link: str | None, settings: FetchSettings, limiter: HostLimiter
+    client: httpx.Client, link: str | None, settings: FetchSettings, limiter: HostLimiter,
+    robots: RobotsCache | None = None,
 ) -> Fetched | None:
     if not (settings.fetch_pages and link and link.startswith(("http://", "https://"))):
         return None
+    if robots is not None and not robots.allowed(link):
+        log.info("page disallowed by robots.txt; using the feed's own content",
+                 extra={"event": "page.robots", "url": link})
+        return None
     page = fetch_url(client, link, max_bytes=settings.max_bytes, limiter=limiter)
     if not isinstance(page, Fetched):
-        log.info("page %s not fetched (%s); using the feed's own content", link,
-                 getattr(page, "reason", "not modified"))
+        log.info("page not fetched; using the feed's own content",
+                 extra={"event": "page.failed", "url": link, "error": getattr(page, "reason", "not modified")})
         return None
-    return page
+    return html_as_utf8(page)
 
 
 def poll_feed(
@@ -101,29 +108,35 @@ def poll_feed(
     settings: FetchSettings,
     limiter: HostLimiter,
     known: StoreReader,
+    robots: RobotsCache | None = None,
 ) -> FeedResult:
     """Fetch, parse and extract one feed. Never raises for anything the web does."""
     started = time.monotonic()
-    fetched = fetch_url(client, state.url, max_bytes=settings.max_bytes, etag=state.etag,
+    fetched = fetch_url(client, state.poll_url, max_bytes=settings.max_bytes, etag=state.etag,
                         last_modified=state.last_modified, limiter=limiter)
     if not isinstance(fetched, Fetched):
-        return FeedResult(feed, state, fetched, duration=time.monotonic() - started)
+        return FeedResult(feed, state, fetched, duration=time.monotonic() - started,
+                          hints=hints_from_response(fetched.headers))
     parsed = parse_feed(fetched.content, url=fetched.final_url, content_type=fetched.content_type)
     if isinstance(parsed, ParseFailed):
         return FeedResult(feed, state, parsed, duration=time.monotonic() - started)
-    articles = tuple(_entry_articles(client, parsed, state, settings=settings, limiter=limiter, known=known))
-    return FeedResult(feed, state, fetched, articles, parsed.bozo_reason, time.monotonic() - started)
+    hints = hints_from_response(fetched.headers, content=fetched.content, ttl_minutes=parsed.ttl_minutes,
+                                published=[e.published for e in parsed.entries])
+    articles = tuple(_entry_articles(client, parsed, state, settings=settings, limiter=limiter, known=known,
+                                     robots=robots))
+    return FeedResult(feed, state, fetched, articles, parsed.bozo_reason, time.monotonic() - started, hints)
 
 
 def _entry_articles(client: httpx.Client, parsed: ParsedFeed, state: FeedState, *, settings: FetchSettings,
-                    limiter: HostLimiter, known: StoreReader) -> list[Article | Skipped]:
+                    limiter: HostLimiter, known: StoreReader,
+                    robots: RobotsCache | None = None) -> list[Article | Skipped]:
     """New entries only: an entry whose link or GUID is stored costs no page fetch."""
     results: list[Article | Skipped] = []
     for entry in parsed.entries:
         link = canonical_url(entry.link) if entry.link else None
         if known.contains(canonical_url=link, guid=entry.guid):
             continue
-        page = _entry_page(client, entry.link, settings, limiter)
+        page = _entry_page(client, entry.link, settings, limiter, robots)
         results.append(article_from_entry(entry, page, feed_id=state.id, feed_name=state.name,
                                           fetched_at=datetime.now(UTC)))
     return results
@@ -131,48 +144,98 @@ def _entry_articles(client: httpx.Client, parsed: ParsedFeed, state: FeedState, 
 
 def next_due(interval: float, consecutive_errors: int, schedule: ScheduleSettings) -> str:
     """Exponential backoff per feed, capped: a failing site is asked less and less often."""
-    delay = interval if consecutive_errors == 0 else min(interval * 2 ** consecutive_errors, schedule.max_backoff)
+    delay = PollPolicy.from_settings(schedule).error_delay(interval, consecutive_errors)
     return iso(datetime.now(UTC) + timedelta(seconds=delay))
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _failure_fields(result: FeedResult, policy: PollPolicy, now: datetime) -> dict[str, object]:
+    """Back off (honouring Retry-After); disable on 410 or after failing for ``disable_after``."""
+    state, outcome = result.state, result.outcome
+    errors = state.consecutive_errors + 1
+    failing_since = _when(state.failing_since) or now
+    headers = getattr(outcome, "headers", None) or {}
+    plan = policy.failure(result.feed.interval, errors, status=getattr(outcome, "status", None),
+                          reason=outcome.reason, retry_after=parse_retry_after(headers.get("retry-after"), now),
+                          failing_since=failing_since, now=now)
+    fields: dict[str, object] = {
+        "last_status": "error", "last_error": outcome.reason, "consecutive_errors": errors,
+        "last_http_status": getattr(outcome, "status", None), "failing_since": iso(failing_since),
+        "next_due": iso(plan.next_due)}
+    if plan.disable_reason:
+        fields |= {"disabled": 1, "disabled_reason": plan.disable_reason, "disabled_at": iso(now)}
+        log.warning("feed disabled", extra={"event": "feed.disabled", "feed": state.name, "url": state.poll_url,
+                                            "reason": plan.disable_reason})
+    return fields
+
+
+def _success_fields(result: FeedResult, policy: PollPolicy, added: int, now: datetime) -> dict[str, object]:
+    """Adaptive interval: server hints and how long the feed has been quiet may lengthen it."""
+    state, outcome = result.state, result.outcome
+    last_new = now if added else _when(state.last_new_entry)
+    quiet_for = (now - last_new).total_seconds() if last_new else None
+    plan = policy.success(result.feed.interval, result.hints, quiet_for=quiet_for, now=now)
+    interval = plan.interval
+    if isinstance(outcome, NotModified) and state.poll_interval:
+        # A 304 carries no entries to measure; it is no reason to poll more often than last time.
+        interval = min(max(interval, state.poll_interval), max(result.feed.interval, policy.max_interval))
+    fields: dict[str, object] = {
+        "last_status": "not-modified" if isinstance(outcome, NotModified) else "ok",
+        "last_error": f"malformed feed used: {result.bozo_reason}" if result.bozo_reason else None,
+        "last_http_status": 304 if isinstance(outcome, NotModified) else outcome.status,
+        "consecutive_errors": 0, "failing_since": None, "last_success": iso(now),
+        "etag": outcome.etag, "last_modified": outcome.last_modified, "poll_interval": interval,
+        "next_due": iso(max(plan.next_due, now + timedelta(seconds=interval))), "last_new_entry": iso(last_new)}
+    moved = outcome.headers.get(MOVED_PERMANENTLY)
+    if moved and moved != state.poll_url:
+        fields["url_effective"] = moved
+        log.warning("feed moved permanently; polling the new address (update the config to make it official)",
+                    extra={"event": "feed.moved", "feed": state.name, "url": state.url, "moved_to": moved})
+    return fields
 
 
 def apply_feed_result(
     store: Store, clusterer: Clusterer, result: FeedResult, *, settings: Settings,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Counts:
-    """Writer side: record the poll in ``feeds`` and ingest its articles, one transaction each."""
+    """Writer side: ingest the articles (one transaction each), then record the poll in ``feeds``."""
     counts = Counts()
     state, outcome = result.state, result.outcome
-    fields: dict[str, object] = {"last_fetched": now_iso()}
-    if isinstance(outcome, FetchFailed | ParseFailed):
-        errors = state.consecutive_errors + 1
-        fields |= {"last_status": "error", "last_error": outcome.reason, "consecutive_errors": errors,
-                   "last_http_status": getattr(outcome, "status", None),
-                   "next_due": next_due(result.feed.interval, errors, settings.schedule)}
-        log.warning("feed %s failed: %s (%d in a row)", state.url, outcome.reason, errors)
-    else:
-        fields |= {"last_status": "not-modified" if isinstance(outcome, NotModified) else "ok",
-                   "last_error": f"malformed feed used: {result.bozo_reason}" if result.bozo_reason else None,
-                   "last_http_status": 304 if isinstance(outcome, NotModified) else outcome.status,
-                   "consecutive_errors": 0, "last_success": now_iso(),
-                   "etag": outcome.etag, "last_modified": outcome.last_modified,
-                   "next_due": next_due(result.feed.interval, 0, settings.schedule)}
+    interrupted = False
     for index, article in enumerate(result.articles):
         if should_stop():
-            # Interrupted: keep the old validators so the next poll fetches the rest, not a 304.
-            fields |= {"etag": state.etag, "last_modified": state.last_modified}
-            log.info("feed %s interrupted after %d of %d entries", state.url, index, len(result.articles))
+            interrupted = True
+            log.info("feed interrupted after %d of %d entries", index, len(result.articles),
+                     extra={"event": "feed.interrupted", "feed": state.name, "url": state.poll_url})
             break
         outcome_ = article if isinstance(article, Skipped) else ingest_article(
             store, clusterer, article, keywords=settings.keywords)
         if isinstance(outcome_, Skipped):
-            log.warning("entry of %s skipped: %s (%s)", state.url, outcome_.reason, outcome_.what)
+            log.warning("entry skipped: %s", outcome_.reason,
+                        extra={"event": "entry.skipped", "feed": state.name, "url": outcome_.what})
         counts.count(outcome_)
-    fields["entries_seen"] = len(result.articles)
+    now = datetime.now(UTC)
+    policy = PollPolicy.from_settings(settings.schedule)
+    fields: dict[str, object] = {"last_fetched": iso(now), "entries_seen": len(result.articles)}
+    if isinstance(outcome, FetchFailed | ParseFailed):
+        fields |= _failure_fields(result, policy, now)
+    else:
+        fields |= _success_fields(result, policy, counts.added, now)
+    if interrupted:
+        # Keep the old validators so the next poll fetches the rest, not a 304.
+        fields |= {"etag": state.etag, "last_modified": state.last_modified}
     store.update_feed(state.id, **fields)
     if counts.added:
         store.db.execute("UPDATE feeds SET articles_added = articles_added + ? WHERE id = ?", [counts.added, state.id])
-    log.info("feed %s: %s, %d new, %d skipped, %.2fs", state.url, fields["last_status"], counts.added,
-             counts.skipped, result.duration)
+    failed = fields["last_status"] == "error"
+    log.log(logging.WARNING if failed else logging.INFO, "feed polled", extra={
+        "event": "feed.poll", "feed": state.name, "url": state.poll_url, "status": fields["last_status"],
+        "http_status": fields.get("last_http_status"), "duration": round(result.duration, 3),
+        "new": counts.added, "skipped": counts.skipped, "error": fields.get("last_error") if failed else None,
+        "errors_in_a_row": fields["consecutive_errors"] if failed else None, "next_due": fields.get("next_due")})
     return counts
 
 
@@ -202,21 +265,45 @@ def feed_states(store: Store, feeds: Sequence[FeedConfig]) -> list[tuple[FeedCon
     return pairs
 
 
+def make_robots(settings: FetchSettings, client: httpx.Client, limiter: HostLimiter) -> RobotsCache | None:
+    """One robots.txt cache per pass or daemon, if pages are fetched and robots.txt is respected."""
+    if not (settings.fetch_pages and settings.respect_robots):
+        return None
+    return RobotsCache(client, user_agent=settings.user_agent, limiter=limiter)
+
+
+def apply_retention(store: Store, schedule: ScheduleSettings) -> int:
+    """Drop the full text of articles stored more than ``retention_days`` ago (rows and clusters stay)."""
+    if not schedule.retention_days:
+        return 0
+    dropped = store.drop_old_text(iso(datetime.now(UTC) - timedelta(days=schedule.retention_days)))
+    if dropped:
+        log.info("retention: dropped old article text", extra={"event": "retention", "articles": dropped,
+                                                                 "days": schedule.retention_days})
+    return dropped
+
+
 def run_pass(
     settings: Settings, store: Store, clusterer: Clusterer, client: httpx.Client,
     should_stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PassReport:
-    """Seeds, then every enabled feed: fetched by a thread pool, written here, in this thread."""
+    """Seeds, then every enabled feed: fetched by a thread pool, written here, in this thread.
+
+    ``progress(done, total)`` is called after each feed is written (the CLI draws a bar with it).
+    """
     started = time.monotonic()
     report = PassReport()
     store.sync_feeds(settings.feeds)
     report.seeds = ingest_seeds(settings, store, clusterer, should_stop)
     limiter = HostLimiter(settings.fetch.per_host, settings.fetch.per_host_delay)
     known = StoreReader(store.path)
+    robots = make_robots(settings.fetch, client, limiter)
     with ThreadPoolExecutor(max_workers=settings.fetch.concurrency, thread_name_prefix="fetch") as pool:
-        futures = [pool.submit(poll_feed, client, feed, state, settings=settings.fetch, limiter=limiter, known=known)
+        futures = [pool.submit(poll_feed, client, feed, state, settings=settings.fetch, limiter=limiter, known=known,
+                               robots=robots)
                    for feed, state in feed_states(store, settings.feeds)]
-        for future in as_completed(futures):
+        for done, future in enumerate(as_completed(futures), start=1):
             if should_stop():
                 pool.shutdown(cancel_futures=True)
                 break
@@ -226,6 +313,9 @@ def run_pass(
                 report.feeds_failed += 1
             else:
                 report.feeds_ok += 1
+            if progress:
+                progress(done, len(futures))
+    apply_retention(store, settings.schedule)
     report.alerts = run_alerts(settings, store, should_stop=should_stop)
     report.duration = time.monotonic() - started
     _record_run(store, report, started_wall=time.time() - report.duration)

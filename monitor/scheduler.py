@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -24,7 +25,9 @@ from monitor.alerts import run_alerts
 from monitor.cluster import Clusterer
 from monitor.fetch import HostLimiter, make_client
 from monitor.ingest import build_clusterer
-from monitor.pipeline import FeedResult, apply_feed_result, ingest_seeds, poll_feed
+from monitor.lock import InstanceLock
+from monitor.pipeline import FeedResult, apply_feed_result, apply_retention, ingest_seeds, make_robots, poll_feed
+from monitor.politeness import RobotsCache
 from monitor.settings import FeedConfig, Settings
 from monitor.store import Store, StoreReader, now_iso
 
@@ -38,12 +41,19 @@ RETENTION_EVERY = 6 * 3600
 
 
 def _feed_job(feed: FeedConfig, settings: Settings, reader: StoreReader, limiter: HostLimiter,
-              client, results: queue.Queue) -> None:
+              client, results: queue.Queue, robots: RobotsCache | None = None) -> None:
     """Producer: poll one feed if it is due (backoff may have pushed it later) and queue the result."""
     state = reader.feed_state(feed.url)
     if state is None or not state.is_due(now_iso()):
         return
-    results.put(poll_feed(client, feed, state, settings=settings.fetch, limiter=limiter, known=reader))
+    results.put(poll_feed(client, feed, state, settings=settings.fetch, limiter=limiter, known=reader,
+                          robots=robots))
+
+
+def _first_run(next_due: str | None, start: datetime, jitter: float) -> datetime:
+    """Resume where the last run left off (backoff and adaptive intervals survive a restart), spread by jitter."""
+    due = max(start, datetime.fromisoformat(next_due)) if next_due else start
+    return due + timedelta(seconds=random.uniform(0, jitter))
 
 
 def build_scheduler(settings: Settings, store: Store, results: queue.Queue, client) -> BackgroundScheduler:
@@ -54,13 +64,22 @@ def build_scheduler(settings: Settings, store: Store, results: queue.Queue, clie
     )
     reader = StoreReader(store.path)
     limiter = HostLimiter(settings.fetch.per_host, settings.fetch.per_host_delay)
+    robots = make_robots(settings.fetch, client, limiter)
     start = datetime.now(UTC)
     for feed in settings.feeds:
+        state = store.feed_state(feed.url)
+        if state is not None and state.disabled:
+            log.warning("feed disabled, not scheduled (newsmonitor feeds enable URL)",
+                        extra={"event": "feed.skipped", "feed": state.name, "url": feed.url})
+            continue
         scheduler.add_job(
             _feed_job, IntervalTrigger(seconds=feed.interval, jitter=settings.schedule.jitter, timezone=UTC),
-            args=[feed, settings, reader, limiter, client, results], id=feed.url, name=feed.display_name,
-            next_run_time=start,
+            args=[feed, settings, reader, limiter, client, results, robots], id=feed.url, name=feed.display_name,
+            next_run_time=_first_run(state.next_due if state else None, start, settings.schedule.jitter),
         )
+    if settings.schedule.retention_days:
+        scheduler.add_job(results.put, IntervalTrigger(seconds=RETENTION_EVERY, timezone=UTC), args=[RETENTION],
+                          id=RETENTION, name=RETENTION, next_run_time=start)
     scheduler.add_job(
         results.put, IntervalTrigger(seconds=settings.schedule.seeds_interval, timezone=UTC), args=[SEEDS],
         id=SEEDS, name=SEEDS, next_run_time=start,
@@ -68,6 +87,17 @@ def build_scheduler(settings: Settings, store: Store, results: queue.Queue, clie
     scheduler.add_job(results.put, IntervalTrigger(seconds=ALERTS_INTERVAL, timezone=UTC), args=[ALERTS],
                       id=ALERTS, name=ALERTS, next_run_time=start)
     return scheduler
+
+
+def reschedule(scheduler: BackgroundScheduler, store: Store, feed: FeedConfig, jitter: float) -> None:
+    """Adaptive intervals: the feed's job next fires when the writer decided (``next_due``), or never if disabled."""
+    state = store.feed_state(feed.url)
+    if state is None or scheduler.get_job(feed.url) is None:
+        return
+    if state.disabled:
+        scheduler.pause_job(feed.url)
+        return
+    scheduler.modify_job(feed.url, next_run_time=_first_run(state.next_due, datetime.now(UTC), jitter))
 
 
 def _apply(item: FeedResult | str, settings: Settings, store: Store, clusterer: Clusterer,
@@ -80,12 +110,23 @@ def _apply(item: FeedResult | str, settings: Settings, store: Store, clusterer: 
             run_alerts(settings, store, should_stop=stop.is_set)
     elif item == ALERTS:
         run_alerts(settings, store, should_stop=stop.is_set)
+    elif item == RETENTION:
+        apply_retention(store, settings.schedule)
     elif apply_feed_result(store, clusterer, item, settings=settings, should_stop=stop.is_set).added:
         run_alerts(settings, store, should_stop=stop.is_set)
 
 
 def run_daemon(settings: Settings, stop: threading.Event) -> None:
-    """Run until ``stop`` is set; everything is built here, nothing lives at module level."""
+    """Run until ``stop`` is set; everything is built here, nothing lives at module level.
+
+    Refuses to start (StoreError) if another newsmonitor holds the database's lock.
+    """
+    with InstanceLock(settings.database):
+        _run_locked(settings, stop)
+    log.info("daemon stopped")
+
+
+def _run_locked(settings: Settings, stop: threading.Event) -> None:
     store = Store.open(settings.database)
     try:
         store.sync_feeds(settings.feeds)
@@ -102,12 +143,13 @@ def run_daemon(settings: Settings, stop: threading.Event) -> None:
                     except queue.Empty:
                         continue
                     _apply(item, settings, store, clusterer, stop)
+                    if isinstance(item, FeedResult):
+                        reschedule(scheduler, store, item.feed, settings.schedule.jitter)
             finally:
                 scheduler.shutdown(wait=True)
                 _drain(results, settings, store, clusterer)
     finally:
         store.close()
-    log.info("daemon stopped")
 
 
 def _drain(results: queue.Queue, settings: Settings, store: Store, clusterer: Clusterer) -> None:

@@ -87,17 +87,26 @@ class FetchSettings(_Frozen):
     per_host: int = Field(2, ge=1, description="Requests in flight at once to one host.")
     per_host_delay: float = Field(1.0, ge=0, description="Minimum seconds between requests to one host.")
     fetch_pages: bool = Field(True, description="Fetch each entry's page; if false use feed content.")
+    respect_robots: bool = Field(True, description="Skip article pages that robots.txt disallows.")
 
 
 class ScheduleSettings(_Frozen):
     seeds_interval: float = Field(300, description="Seconds between rescans of seeds_dir.")
     jitter: float = Field(30, ge=0, description="Random seconds added to each poll, to spread load.")
     max_backoff: float = Field(86400, description="Longest wait after repeated failures of a feed.")
+    max_interval: float = Field(21600, description="Longest poll interval that adaptive scheduling may reach.")
+    disable_after: float | None = Field(604800, description="Disable a feed failing this long; null: never.")
+    retention_days: int | None = Field(None, ge=1, description="Drop article text older than this; null: keep.")
 
-    @field_validator("seeds_interval", "max_backoff", mode="before")
+    @field_validator("seeds_interval", "max_backoff", "max_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @field_validator("disable_after", mode="before")
+    @classmethod
+    def _optional_duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
 
 
 class AlertRule(_Frozen):
@@ -146,6 +155,7 @@ class Settings(_Frozen):
     channels: dict[str, tuple[str, ...]] = Field({}, description="Named lists of Apprise URLs.")
     alerts: tuple[AlertRule, ...] = Field((), description="Alert rules, matched against clusters after each pass.")
     digest: DigestSettings = DigestSettings()
+    log_format: str = Field("text", pattern="^(text|json)$", description="text (key=value) or json lines.")
     config_path: Path | None = Field(None, exclude=True, description="Where this was read from.")
 
     @field_validator("channels", mode="before")

@@ -125,7 +125,18 @@ def _migration_2_alerts(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS alert_state (name TEXT PRIMARY KEY, value TEXT)")
     db.execute("CREATE INDEX IF NOT EXISTS idx_clusters_updated_at ON clusters(updated_at)")
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1_initial, _migration_2_alerts)
+def _migration_3_feed_health(db: sqlite_utils.Database) -> None:
+    """Adaptive scheduling, permanent redirects, disabling and retention (re-runnable: adds what is missing)."""
+    have = set(db["feeds"].columns_dict)
+    for column, kind in (("url_effective", str), ("poll_interval", float), ("failing_since", str),
+                         ("last_new_entry", str), ("disabled_reason", str), ("disabled_at", str)):
+        if column not in have:
+            db["feeds"].add_column(column, kind)
+    db.execute("CREATE INDEX IF NOT EXISTS idx_articles_fetched_at ON articles(fetched_at)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _migration_1_initial, _migration_2_alerts, _migration_3_feed_health)
 
 
 @dataclass(frozen=True)
@@ -140,19 +151,29 @@ class FeedState:
     consecutive_errors: int
     disabled: bool
     next_due: str | None
+    url_effective: str | None = None
+    poll_interval: float | None = None
+    failing_since: str | None = None
+    last_new_entry: str | None = None
 
     def is_due(self, at: str) -> bool:
         return not self.disabled and (self.next_due is None or self.next_due <= at)
 
+    @property
+    def poll_url(self) -> str:
+        """Where to fetch: the target of a permanent redirect if one was seen, else the configured URL."""
+        return self.url_effective or self.url
+
 
 def _feed_state(conn: sqlite3.Connection, url: str) -> FeedState | None:
     row = conn.execute(
-        "SELECT id, url, name, etag, last_modified, consecutive_errors, disabled, next_due FROM feeds WHERE url = ?",
+        "SELECT id, url, name, etag, last_modified, consecutive_errors, disabled, next_due, url_effective, "
+        "poll_interval, failing_since, last_new_entry FROM feeds WHERE url = ?",
         [url],
     ).fetchone()
     if row is None:
         return None
-    return FeedState(row[0], row[1], row[2], row[3], row[4], row[5] or 0, bool(row[6]), row[7])
+    return FeedState(row[0], row[1], row[2], row[3], row[4], row[5] or 0, bool(row[6]), row[7], *row[8:])
 
 
 class Store:
@@ -238,6 +259,30 @@ class Store:
 
     def feeds(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM feeds ORDER BY id"))
+
+    def enable_feed(self, url: str) -> bool:
+        """Undo a disable (410, failing too long): the next poll happens at once, with a clean slate."""
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE feeds SET disabled = 0, disabled_reason = NULL, disabled_at = NULL, consecutive_errors = 0, "
+                "failing_since = NULL, next_due = NULL, url_effective = NULL WHERE url = ?", [url])
+        return cursor.rowcount > 0
+
+    def drop_old_text(self, fetched_before: str, *, batch: int = 500) -> int:
+        """Retention: empty ``text`` of articles stored before the cut-off; rows, titles and clusters stay.
+
+        Small batches, one transaction each, so the writer never holds the lock
+        for long; the FTS update trigger keeps ``articles_fts`` in step.
+        """
+        dropped = 0
+        while True:
+            with self.transaction():
+                cursor = self.db.execute(
+                    "UPDATE articles SET text = NULL WHERE id IN (SELECT id FROM articles "
+                    "WHERE fetched_at < ? AND text IS NOT NULL LIMIT ?)", [fetched_before, batch])
+            dropped += cursor.rowcount
+            if cursor.rowcount < batch:
+                return dropped
 
     # -- articles -----------------------------------------------------------------------------
 

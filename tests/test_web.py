@@ -187,3 +187,16 @@ def test_offset_text(minutes: int, text: str) -> None:
 
     start = datetime(2024, 5, 1, 8, 0)
     assert offset_text(start, start + timedelta(minutes=minutes)) == text
+
+
+def test_serve_without_a_database_says_what_to_do(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    config = tmp_path / "monitor.yaml"
+    config.write_text("database: missing.db\nseeds_dir: seeds\nfeeds: []\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "serve", "--port", "1"], obj={})
+    assert result.exit_code == 1
+    assert "missing.db: no database yet; run `newsmonitor run --once` first" in result.output
+    assert not (tmp_path / "missing.db").exists()  # serving never creates or migrates a database

@@ -1,0 +1,316 @@
+"""Everything the web throws at a pass, and the daemon's life cycle: each case against a real local server.
+
+Every failure case asserts two things: what was recorded for the bad feed, and
+that the healthy feeds of the same pass were still ingested.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import StoreError
+from monitor.lock import InstanceLock, running_pid
+from monitor.scheduler import run_daemon
+from monitor.settings import load_settings
+from monitor.store import Store
+from tests.feedserver import Entry, FeedServer, article_html, recent, story
+from tests.helpers_daemon import (
+    article_urls,
+    config,
+    feed_row,
+    good_feed,
+    newsmonitor,
+    one_pass,
+    query,
+    wait_for,
+)
+
+GOOD = ("/good-a.xml", "/good-b.xml")
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    with FeedServer() as running:
+        good_feed(running, GOOD[0], "harbour bridge")
+        good_feed(running, GOOD[1], "school budget")
+        yield running
+
+
+def setup(tmp_path: Path, server: FeedServer, *bad: str, interval: float = 60, **overrides: object) -> Path:
+    feeds = [{"url": server.url(p), "interval": interval} for p in (*GOOD, *bad)]
+    return config(tmp_path, feeds, **overrides)
+
+
+def assert_good_feeds_ingested(database: Path, server: FeedServer) -> None:
+    rows = query(database, "SELECT url, extraction FROM articles WHERE url LIKE ? OR url LIKE ?",
+                 (f"{server.base}/articles/harbour-bridge-%", f"{server.base}/articles/school-budget-%"))
+    assert len(rows) == 4, rows
+    assert {r["extraction"] for r in rows} == {"trafilatura"}
+    for path in GOOD:
+        row = feed_row(database, server.url(path))
+        assert row["last_status"] in {"ok", "not-modified"} and row["consecutive_errors"] == 0
+
+
+def seconds_until(stamp: str) -> float:
+    return (datetime.fromisoformat(stamp) - datetime.now(UTC)).total_seconds()
+
+
+def test_not_modified_costs_one_small_request(tmp_path: Path, server: FeedServer) -> None:
+    path = setup(tmp_path, server)
+    one_pass(path)
+    report = one_pass(path)
+    db = tmp_path / "monitor.db"
+    row = feed_row(db, server.url(GOOD[0]))
+    assert (row["last_status"], row["last_http_status"]) == ("not-modified", 304)
+    assert server.statuses[(GOOD[0], 200)] == 1 and server.statuses[(GOOD[0], 304)] == 1
+    assert server.hits["/articles/harbour-bridge-0"] == 1  # known entries cost no page fetch
+    assert report.feeds.added == 0 and report.feeds_ok == 2
+    assert_good_feeds_ingested(db, server)
+
+
+def test_server_error_backs_off_exponentially(tmp_path: Path, server: FeedServer) -> None:
+    server.status("/broken.xml", 500)
+    path = setup(tmp_path, server, "/broken.xml")
+    db = tmp_path / "monitor.db"
+    first = one_pass(path)
+    row = feed_row(db, server.url("/broken.xml"))
+    assert (row["last_status"], row["last_http_status"], row["consecutive_errors"]) == ("error", 500, 1)
+    assert "HTTP 500" in row["last_error"] and row["failing_since"] and not row["disabled"]
+    assert 110 < seconds_until(row["next_due"]) <= 120  # 60 s interval, doubled
+    assert first.feeds_failed == 1 and first.feeds_ok == 2
+    one_pass(path)
+    row = feed_row(db, server.url("/broken.xml"))
+    assert row["consecutive_errors"] == 2 and 230 < seconds_until(row["next_due"]) <= 240
+    assert_good_feeds_ingested(db, server)
+
+
+def test_503_retry_after_is_honoured(tmp_path: Path, server: FeedServer) -> None:
+    server.status("/busy.xml", 503, {"Retry-After": "3600"})
+    path = setup(tmp_path, server, "/busy.xml")
+    one_pass(path)
+    db = tmp_path / "monitor.db"
+    row = feed_row(db, server.url("/busy.xml"))
+    assert (row["last_http_status"], row["consecutive_errors"]) == (503, 1)
+    assert 3590 < seconds_until(row["next_due"]) <= 3600
+    assert_good_feeds_ingested(db, server)
+
+
+def test_slow_feed_times_out_without_holding_up_the_others(tmp_path: Path, server: FeedServer) -> None:
+    server.slow("/slow.xml", 3.0)
+    path = setup(tmp_path, server, "/slow.xml", fetch={"timeout": 0.5})
+    report = one_pass(path)
+    db = tmp_path / "monitor.db"
+    row = feed_row(db, server.url("/slow.xml"))
+    assert row["last_status"] == "error" and row["last_error"].startswith("timed out")
+    assert report.duration < 2.5
+    assert_good_feeds_ingested(db, server)
+
+
+def test_a_60_mb_body_is_refused_while_streaming(tmp_path: Path, server: FeedServer) -> None:
+    server.huge("/huge.xml", 60_000_000)
+    path = setup(tmp_path, server, "/huge.xml", fetch={"max_bytes": 1_000_000})
+    report = one_pass(path)
+    db = tmp_path / "monitor.db"
+    row = feed_row(db, server.url("/huge.xml"))
+    assert row["last_status"] == "error" and row["last_error"] == "body larger than 1000000 bytes"
+    assert report.duration < 5
+    assert_good_feeds_ingested(db, server)
+
+
+def test_redirect_loop_is_an_error_not_a_hang(tmp_path: Path, server: FeedServer) -> None:
+    server.redirect("/loop-a.xml", "/loop-b.xml", 302)
+    server.redirect("/loop-b.xml", "/loop-a.xml", 302)
+    path = setup(tmp_path, server, "/loop-a.xml")
+    one_pass(path)
+    db = tmp_path / "monitor.db"
+    row = feed_row(db, server.url("/loop-a.xml"))
+    assert row["last_error"] == "too many redirects" and row["consecutive_errors"] == 1
+    assert server.hits["/loop-a.xml"] + server.hits["/loop-b.xml"] <= 7  # max_redirects 5, plus the first
+    assert_good_feeds_ingested(db, server)
+
+
+def test_permanent_redirect_moves_the_feed_and_a_temporary_one_does_not(tmp_path: Path,
+                                                                        server: FeedServer) -> None:
+    good_feed(server, "/new.xml", "river flood")
+    good_feed(server, "/elsewhere.xml", "city council")
+    server.redirect("/old.xml", "/new.xml", 301)
+    server.redirect("/temporary.xml", "/elsewhere.xml", 302)
+    path = setup(tmp_path, server, "/old.xml", "/temporary.xml")
+    one_pass(path)
+    db = tmp_path / "monitor.db"
+    moved = feed_row(db, server.url("/old.xml"))
+    assert moved["url_effective"] == server.url("/new.xml") and moved["last_status"] == "ok"
+    assert feed_row(db, server.url("/temporary.xml"))["url_effective"] is None
+    assert len([u for u in article_urls(db) if "river-flood" in u]) == 2
+    one_pass(path)
+    assert server.hits["/old.xml"] == 1  # the second pass went straight to the new address
+    assert server.statuses[("/new.xml", 304)] == 1
+    assert server.hits["/temporary.xml"] == 2
+    assert_good_feeds_ingested(db, server)
+
+
+def test_410_gone_disables_the_feed_until_enabled_again(tmp_path: Path, server: FeedServer) -> None:
+    server.status("/gone.xml", 410)
+    path = setup(tmp_path, server, "/gone.xml")
+    one_pass(path)
+    db = tmp_path / "monitor.db"
+    row = feed_row(db, server.url("/gone.xml"))
+    assert row["disabled"] == 1 and "410" in row["disabled_reason"] and row["disabled_at"]
+    one_pass(path)
+    assert server.hits["/gone.xml"] == 1  # not asked again
+    store = Store.open(db)
+    try:
+        assert store.enable_feed(server.url("/gone.xml"))
+    finally:
+        store.close()
+    one_pass(path)
+    assert server.hits["/gone.xml"] == 2
+    assert_good_feeds_ingested(db, server)
+
+
+def test_a_feed_failing_longer_than_disable_after_is_disabled(tmp_path: Path, server: FeedServer) -> None:
+    server.status("/dead.xml", 500)
+    path = setup(tmp_path, server, "/dead.xml", schedule={"disable_after": "2d"})
+    one_pass(path)
+    db = tmp_path / "monitor.db"
+    assert not feed_row(db, server.url("/dead.xml"))["disabled"]
+    three_days_ago = (datetime.now(UTC) - timedelta(days=3)).isoformat(timespec="seconds")
+    store = Store.open(db)
+    try:
+        store.db.execute("UPDATE feeds SET failing_since = ? WHERE url = ?", [three_days_ago, server.url("/dead.xml")])
+    finally:
+        store.close()
+    one_pass(path)
+    row = feed_row(db, server.url("/dead.xml"))
+    assert row["disabled"] == 1 and row["disabled_reason"].startswith(f"failing since {three_days_ago}")
+    assert "HTTP 500" in row["disabled_reason"]
+    assert_good_feeds_ingested(db, server)
+
+
+def test_non_utf8_article_pages_are_stored_correctly(tmp_path: Path, server: FeedServer) -> None:
+    text = "\n\n".join(["Les élèves de l'école du château ont été très heureux à la fête où le maïs était servi."] * 3)
+    entries = [Entry("latin-header", "Fête au château", text, recent(1)),
+               Entry("latin-undeclared", "Fête au village", text.replace("château", "village"), recent(2))]
+    server.feed("/french.xml", entries, pages=False)
+    server.page("/articles/latin-header", article_html("Fête au château", text, meta=False), charset="cp1252")
+    server.page("/articles/latin-undeclared", article_html("Fête au village", text.replace("château", "village"),
+                                                           meta=False), charset="cp1252", declare=None)
+    path = setup(tmp_path, server, "/french.xml")
+    one_pass(path)
+    db = tmp_path / "monitor.db"
+    rows = query(db, "SELECT text, extraction FROM articles WHERE url LIKE '%latin-%'")
+    assert len(rows) == 2
+    for row in rows:
+        assert row["extraction"] == "trafilatura"
+        assert "élèves" in row["text"] and "maïs" in row["text"], row["text"]
+    assert_good_feeds_ingested(db, server)
+
+
+def test_robots_txt_disallowed_pages_are_not_fetched(tmp_path: Path, server: FeedServer) -> None:
+    server.robots("User-agent: *\nDisallow: /articles/members-\n")
+    entries = [Entry(f"members-{i}", f"Members only story {i}", story("members club", i), recent(i))
+               for i in range(2)]
+    server.feed("/members.xml", entries)
+    path = setup(tmp_path, server, "/members.xml")
+    one_pass(path)
+    db = tmp_path / "monitor.db"
+    assert server.hits["/articles/members-0"] == 0 and server.hits["/articles/members-1"] == 0
+    assert server.hits["/robots.txt"] == 1  # one site, one robots.txt, however many pages
+    rows = query(db, "SELECT extraction FROM articles WHERE url LIKE '%members-%'")
+    assert [r["extraction"] for r in rows] == ["feed-summary", "feed-summary"]
+    assert_good_feeds_ingested(db, server)
+
+
+def test_robots_can_be_ignored_by_configuration(tmp_path: Path, server: FeedServer) -> None:
+    server.robots("User-agent: *\nDisallow: /\n")
+    path = setup(tmp_path, server, fetch={"respect_robots": False})
+    one_pass(path)
+    assert server.hits["/robots.txt"] == 0
+    assert_good_feeds_ingested(tmp_path / "monitor.db", server)
+
+
+def test_quiet_feeds_are_polled_less_often(tmp_path: Path, server: FeedServer) -> None:
+    weekly = [Entry(f"weekly-{i}", f"Weekly column {i}", story("garden column", i), recent(i, hours=24 * 7))
+              for i in range(4)]
+    server.feed("/weekly.xml", weekly)
+    server.feed("/ttl.xml", [Entry("ttl-0", "Ttl story", story("ttl topic", 0), recent(0))], ttl=120)
+    path = setup(tmp_path, server, "/weekly.xml", "/ttl.xml", interval=600, schedule={"max_interval": "4h"})
+    one_pass(path)
+    db = tmp_path / "monitor.db"
+    weekly_row = feed_row(db, server.url("/weekly.xml"))
+    assert weekly_row["poll_interval"] == 4 * 3600  # half a week, capped by max_interval
+    assert 4 * 3600 - 10 < seconds_until(weekly_row["next_due"]) <= 4 * 3600
+    assert feed_row(db, server.url("/ttl.xml"))["poll_interval"] == 7200  # <ttl>120</ttl> minutes
+    assert feed_row(db, server.url(GOOD[0]))["poll_interval"] == 600  # hourly entries: no stretch
+    assert_good_feeds_ingested(db, server)
+
+
+# -- the daemon ---------------------------------------------------------------------------------
+
+
+def test_daemon_stops_cleanly_on_sigterm_with_structured_logs(tmp_path: Path, server: FeedServer) -> None:
+    path = setup(tmp_path, server, interval=3600, schedule={"jitter": 0})
+    db = tmp_path / "monitor.db"
+    process = newsmonitor(path, "run")
+    try:
+        assert wait_for(lambda: len(article_urls(db)) >= 4), "the daemon ingested nothing"
+        assert wait_for(lambda: running_pid(db) == process.pid)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "daemon stopped" in stderr
+    polls = [line for line in stderr.splitlines() if "event=feed.poll" in line]
+    assert len(polls) == 2
+    assert re.search(rf"feed=127\.0\.0\.1 url={re.escape(server.url(GOOD[0]))} status=ok http_status=200 "
+                     r"duration=[\d.]+ new=2 skipped=0", "\n".join(polls))
+    assert running_pid(db) is None  # the lock went with the process
+    assert len(article_urls(db)) == 4
+
+
+def test_a_second_instance_refuses_to_start(tmp_path: Path, server: FeedServer) -> None:
+    path = setup(tmp_path, server, interval=3600, schedule={"jitter": 0})
+    db = tmp_path / "monitor.db"
+    with InstanceLock(db):  # this test process plays the running daemon
+        second = newsmonitor(path, "run", "--once")
+        _, stderr = second.communicate(timeout=30)
+        assert second.returncode == 1, stderr
+        assert f"Error: another newsmonitor is already running on {db} (pid {os.getpid()})" in stderr
+        assert "Traceback" not in stderr
+        with pytest.raises(StoreError, match="another newsmonitor is already running"):
+            run_daemon(load_settings(path), threading.Event())
+        assert article_urls(db) == []  # the refused ones wrote nothing
+    assert running_pid(db) is None
+    with InstanceLock(db):  # free again once the holder let go
+        assert running_pid(db) == os.getpid()
+
+
+def test_daemon_reschedules_each_feed_by_its_own_next_due(tmp_path: Path, server: FeedServer) -> None:
+    fast = [Entry(f"fast-{i}", f"Fast story {i}", story("fast topic", i), recent(i, hours=1 / 3600))
+            for i in range(3)]
+    server.feed("/fast.xml", fast)
+    server.status("/busy.xml", 503, {"Retry-After": "3600"})
+    feeds = [{"url": server.url("/fast.xml"), "interval": 1}, {"url": server.url("/busy.xml"), "interval": 1}]
+    settings = load_settings(config(tmp_path, feeds, schedule={"jitter": 0, "seeds_interval": 3600}))
+    stop = threading.Event()
+    thread = threading.Thread(target=run_daemon, args=(settings, stop))
+    thread.start()
+    try:
+        assert wait_for(lambda: server.hits["/fast.xml"] >= 3, timeout=15), server.hits
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert server.hits["/busy.xml"] == 1  # Retry-After: 3600 held it back while the other was polled every second
+    assert server.statuses[("/fast.xml", 304)] >= 2
+    row = feed_row(tmp_path / "monitor.db", server.url("/busy.xml"))
+    assert seconds_until(row["next_due"]) > 3500

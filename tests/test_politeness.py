@@ -1,0 +1,148 @@
+"""Poll timing (adaptive intervals, backoff, Retry-After, disabling) and robots.txt, on real values and servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from monitor.fetch import HostLimiter, html_as_utf8, make_client
+from monitor.models import Fetched
+from monitor.politeness import (
+    PollHints,
+    PollPolicy,
+    RobotsCache,
+    hints_from_response,
+    median_gap,
+    parse_max_age,
+    parse_retry_after,
+    syndication_period,
+)
+from monitor.settings import FetchSettings
+from tests.feedserver import FeedServer
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+POLICY = PollPolicy(max_interval=6 * 3600, max_backoff=86400, disable_after=7 * 86400)
+
+
+def test_retry_after_in_seconds_and_as_an_http_date() -> None:
+    assert parse_retry_after("120") == 120
+    assert parse_retry_after("Thu, 01 Jan 2026 13:00:00 GMT", NOW) == 3600
+    assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", NOW) == 0  # in the past: no wait
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_cache_control_max_age() -> None:
+    assert parse_max_age("public, max-age=1800") == 1800
+    assert parse_max_age("s-maxage=600, no-transform") is None  # s-maxage is spelled without the dash
+    assert parse_max_age("no-cache") is None
+
+
+def test_syndication_module_update_period() -> None:
+    channel = b"<channel><sy:updatePeriod>daily</sy:updatePeriod><sy:updateFrequency>4</sy:updateFrequency>"
+    assert syndication_period(channel) == 86400 / 4
+    assert syndication_period(b"<sy:updatePeriod>hourly</sy:updatePeriod>") == 3600
+    assert syndication_period(b"<sy:updatePeriod>whenever</sy:updatePeriod>") is None
+
+
+def test_median_gap_needs_three_dated_entries() -> None:
+    daily = [NOW - timedelta(days=i) for i in range(5)]
+    assert median_gap(daily) == 86400
+    assert median_gap([NOW, None, NOW - timedelta(hours=1)]) is None
+
+
+def test_adaptive_interval_only_lengthens_and_stays_in_bounds() -> None:
+    assert POLICY.interval(900) == 900
+    # The server asks for an hour (RSS ttl); we do not come back sooner.
+    assert POLICY.interval(900, PollHints(ttl=3600)) == 3600
+    # A feed posting once a day is polled every 12 hours at most... capped by max_interval (6 h).
+    assert POLICY.interval(900, PollHints(entry_gap=86400)) == 6 * 3600
+    # A feed quiet for 2 hours: every 30 minutes.
+    assert POLICY.interval(900, quiet_for=7200) == 1800
+    # A busy feed never goes below the configured interval.
+    assert POLICY.interval(900, PollHints(entry_gap=60, max_age=10), quiet_for=0) == 900
+    # The configured interval wins over max_interval if it is longer.
+    assert POLICY.interval(86400, PollHints(entry_gap=10 * 86400)) == 86400
+
+
+def test_errors_back_off_exponentially_capped_and_honour_retry_after() -> None:
+    delays = [POLICY.error_delay(600, n) for n in range(1, 10)]
+    assert delays[:3] == [1200, 2400, 4800]
+    assert delays[-1] == 86400 and delays == sorted(delays)
+    assert POLICY.error_delay(600, 1, retry_after=7200) == 7200
+    assert POLICY.error_delay(600, 1, retry_after=10 * 86400) == 86400  # a silly Retry-After is capped
+
+
+def test_410_disables_at_once_and_long_failures_disable_after_the_limit() -> None:
+    gone = POLICY.failure(900, 1, status=410, reason="HTTP 410 Gone", retry_after=None, failing_since=NOW, now=NOW)
+    assert gone.disable_reason and "410" in gone.disable_reason
+    recent = POLICY.failure(900, 5, status=500, reason="HTTP 500", retry_after=None,
+                            failing_since=NOW - timedelta(days=6), now=NOW)
+    assert recent.disable_reason is None and recent.next_due > NOW
+    old = POLICY.failure(900, 40, status=500, reason="HTTP 500", retry_after=None,
+                         failing_since=NOW - timedelta(days=7, seconds=1), now=NOW)
+    assert old.disable_reason and "40 errors" in old.disable_reason and "HTTP 500" in old.disable_reason
+    never = PollPolicy(disable_after=None).failure(900, 40, status=500, reason="x", retry_after=None,
+                                                   failing_since=NOW - timedelta(days=365), now=NOW)
+    assert never.disable_reason is None
+
+
+def test_hints_from_a_response() -> None:
+    hints = hints_from_response({"cache-control": "max-age=600", "retry-after": "30"}, ttl_minutes=20,
+                                content=b"<sy:updatePeriod>hourly</sy:updatePeriod>",
+                                published=[NOW - timedelta(hours=2 * i) for i in range(4)])
+    assert hints == PollHints(ttl=1200, update_period=3600, max_age=600, retry_after=30, entry_gap=7200)
+    assert hints.server_interval == 3600
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    with FeedServer() as running:
+        yield running
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with make_client(FetchSettings(timeout=1.0)) as made:
+        yield made
+
+
+def test_robots_txt_is_fetched_once_per_site_and_obeyed(server: FeedServer, client: httpx.Client) -> None:
+    server.robots("User-agent: *\nDisallow: /private/\nCrawl-delay: 2\n\nUser-agent: otherbot\nDisallow: /\n")
+    robots = RobotsCache(client, user_agent="newsmonitor/0.1 (+https://example.org)", limiter=HostLimiter(2, 0))
+    assert robots.allowed(server.url("/news/1"))
+    assert not robots.allowed(server.url("/private/secret"))
+    assert robots.allowed(server.url("/news/2"))
+    assert robots.crawl_delay(server.url("/")) == 2
+    assert server.hits["/robots.txt"] == 1
+
+
+def test_robots_rules_for_our_agent_by_name(server: FeedServer, client: httpx.Client) -> None:
+    server.robots("User-agent: newsmonitor\nDisallow: /\n\nUser-agent: *\nAllow: /\n")
+    robots = RobotsCache(client, user_agent="newsmonitor/0.1 (+https://example.org)")
+    assert not robots.allowed(server.url("/news/1"))
+
+
+@pytest.mark.parametrize("code", [404, 500])
+def test_missing_or_broken_robots_txt_allows_everything(server: FeedServer, client: httpx.Client,
+                                                        code: int) -> None:
+    server.status("/robots.txt", code)
+    robots = RobotsCache(client, user_agent="newsmonitor/0.1")
+    assert robots.allowed(server.url("/anything"))
+    assert robots.allowed(server.url("/other"))
+    assert server.hits["/robots.txt"] == 1
+
+
+@pytest.mark.parametrize("declare", ["header", "meta", None])
+def test_non_utf8_pages_are_decoded_with_their_charset(declare: str | None) -> None:
+    text = "Les élèves ont été très heureux à la fête où le maïs était servi près du château, déjà célèbre. " * 4
+    head = '<meta charset="windows-1252">' if declare == "meta" else ""
+    body = f"<html><head>{head}</head><body><p>{text}</p></body></html>".encode("cp1252")
+    page = Fetched(url="u", final_url="u", status=200, content=body,
+                   encoding="windows-1252" if declare == "header" else None)
+    decoded = html_as_utf8(page).content.decode("utf-8")
+    assert "élèves" in decoded and "château" in decoded
+    utf8 = Fetched(url="u", final_url="u", status=200, content="déjà".encode())
+    assert html_as_utf8(utf8) is utf8
