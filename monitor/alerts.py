@@ -253,7 +253,10 @@ def apprise_send(url: str, title: str, body: str) -> str | None:
     if not notifier.add(url):
         return "Apprise does not understand this URL"
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
-        ok = notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
+        try:
+            ok = notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
+        except Exception as exc:  # a plugin bug must not kill the writer thread: record it, retry later
+            return f"{type(exc).__name__}: {exc}"
     if ok:
         return None
     return " ".join(captured.getvalue().split()) or "delivery failed"
