@@ -303,6 +303,8 @@ def run_pass(
         futures = [pool.submit(poll_feed, client, feed, state, settings=settings.fetch, limiter=limiter, known=known,
                                robots=robots)
                    for feed, state in feed_states(store, settings.feeds)]
+        if progress:
+            progress(0, len(futures))
         for done, future in enumerate(as_completed(futures), start=1):
             if should_stop():
                 pool.shutdown(cancel_futures=True)

@@ -193,7 +193,7 @@ class PollPolicy:
         delay = self.error_delay(configured, consecutive_errors, retry_after)
         due = now + timedelta(seconds=delay)
         if status == GONE:
-            return PollPlan(configured, due, f"HTTP 410 Gone: the feed was removed ({reason})")
+            return PollPlan(configured, due, f"{reason}: the feed was removed")
         if self.disable_after and failing_since and (now - failing_since).total_seconds() >= self.disable_after:
             since = failing_since.isoformat(timespec="seconds")
             return PollPlan(configured, due, f"failing since {since} ({consecutive_errors} errors): {reason}")
