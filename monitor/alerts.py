@@ -39,6 +39,7 @@ RETRY_FIRST = 60.0  # seconds before the first retry of a failed delivery; doubl
 RETRY_MAX = 6 * 3600.0
 DIGEST_PERIOD = {"immediate": 0.0, "hourly": 3600.0, "daily": 86400.0}
 MAX_LINKS = 10
+NEW_RULE_LOOKBACK = timedelta(days=7)  # a rule added to the config also fires on stories active this recently
 
 #: Sends one message to one Apprise URL; returns None on success, else why it failed.
 Sender = Callable[[str, str, str], str | None]
@@ -201,14 +202,24 @@ def evaluate_and_record(settings: Settings, store: Store, *, now: datetime | Non
 
     Returns (clusters evaluated, alerts recorded). The watermark is the newest
     ``updated_at`` seen, compared with ``>=``: the boundary cluster is looked at
-    again next time, which the unique key makes harmless.
+    again next time, which the unique key makes harmless. A rule seen for the
+    first time also looks at stories active in the last ``NEW_RULE_LOOKBACK``,
+    so adding a rule catches the story already running, not months of history.
     """
     now = now or datetime.now(UTC)
-    clusters = store.clusters_since(store.alert_watermark())
-    if not clusters:
+    changed = store.clusters_since(store.alert_watermark())
+    known = store.known_alert_rules()
+    new_rules = [r for r in settings.alerts if r.name not in known]
+    matches = evaluate(settings, store, changed, rules=[r for r in settings.alerts if r.name in known])
+    evaluated = {c["id"] for c in changed}
+    if new_rules:
+        recent = {c["id"]: c for c in store.clusters_since(iso(now - NEW_RULE_LOOKBACK), column="last_seen")}
+        recent.update({c["id"]: c for c in changed})
+        matches += evaluate(settings, store, list(recent.values()), rules=new_rules)
+        evaluated |= set(recent)
+    if not changed and not new_rules:
         return 0, 0
-    watermark = max((c["updated_at"] or "" for c in clusters), default="") or None
-    matches = evaluate(settings, store, clusters)
+    watermark = max((c["updated_at"] or "" for c in changed), default="") or None
     delay = timedelta(seconds=DIGEST_PERIOD[settings.digest.mode])
     rows = [{
         "rule": m.rule, "cluster_id": m.cluster_id, "step": m.step, "reason": m.reason,
@@ -216,11 +227,11 @@ def evaluate_and_record(settings: Settings, store: Store, *, now: datetime | Non
         "articles_at_alert": m.articles, "created": iso(now), "title": m.title, "message": m.message,
         "next_attempt": iso(now + delay),
     } for m in matches]
-    recorded = store.record_alerts(rows, watermark=watermark)
+    recorded = store.record_alerts(rows, watermark=watermark, rules=[r.name for r in new_rules])
     for match in matches:
         log.info("alert: rule %s fired on cluster %d (%s; matched %s)", match.rule, match.cluster_id, match.reason,
                  ", ".join(match.matched_terms))
-    return len(clusters), len(recorded)
+    return len(evaluated), len(recorded)
 
 
 # -- delivery ---------------------------------------------------------------------------------

@@ -369,6 +369,10 @@ class Store:
         row = self.db.execute("SELECT value FROM alert_state WHERE name = 'evaluated_until'").fetchone()
         return row[0] if row else None
 
+    def known_alert_rules(self) -> set[str]:
+        """Rules evaluated at least once; a rule not in here is new and looks back at recent stories."""
+        return {row[0][5:] for row in self.db.execute("SELECT name FROM alert_state WHERE name LIKE 'rule:%'")}
+
     def clusters_since(self, since: str | None, *, column: str = "updated_at") -> list[dict[str, Any]]:
         """Clusters changed (``updated_at``) or active (``last_seen``) since ``since``; all if None."""
         if column not in ("updated_at", "last_seen"):
@@ -403,7 +407,8 @@ class Store:
                 latest[(rule, cluster_id)] = (step, sources or 0)
         return latest
 
-    def record_alerts(self, rows: Sequence[dict[str, Any]], *, watermark: str | None) -> list[int]:
+    def record_alerts(self, rows: Sequence[dict[str, Any]], *, watermark: str | None,
+                      rules: Sequence[str] = ()) -> list[int]:
         """Insert new alerts and move the watermark in one transaction; an existing (rule, cluster, step) is kept."""
         ids = []
         with self.transaction():
@@ -418,6 +423,9 @@ class Store:
             if watermark is not None:
                 self.db.execute("INSERT INTO alert_state (name, value) VALUES ('evaluated_until', ?) "
                                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value", [watermark])
+            for rule in rules:
+                self.db.execute("INSERT INTO alert_state (name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                                [f"rule:{rule}", now_iso()])
         return ids
 
     def undelivered_alerts(self) -> list[dict[str, Any]]:

@@ -325,3 +325,18 @@ def test_bad_alert_config_stops_start_up(tmp_path: Path, config: dict[str, objec
 def test_a_channel_may_be_a_single_url(tmp_path: Path) -> None:
     settings = settings_from_mapping({"channels": {"default": "json://127.0.0.1:9/x"}})
     assert settings.channels == {"default": ("json://127.0.0.1:9/x",)}
+
+
+def test_a_rule_added_later_fires_on_recent_stories_only(tmp_path: Path, store: Store) -> None:
+    stories = StoryWriter(store)
+    stories.add(1, source="a", title=BORDER, text=BORDER_TEXT, when=(NOW - timedelta(days=2)).isoformat())
+    stories.add(2, source="b", title=BORDER, text=BORDER_TEXT, when=(NOW - timedelta(days=30)).isoformat())
+    before = make_settings(tmp_path, rules=[], channels={"default": []})
+    assert run_alerts(before, store, now=NOW).recorded == 0
+    store.db.execute("UPDATE clusters SET updated_at = '2000-01-01T00:00:00+00:00'")  # behind the watermark
+
+    after = make_settings(tmp_path, rules=[rule()], channels={"default": []})
+    report = run_alerts(after, store, now=NOW)
+    assert report.recorded == 1
+    assert [a["cluster_id"] for a in store.recent_alerts()] == [1]
+    assert run_alerts(after, store, now=NOW + timedelta(minutes=5)).recorded == 0
