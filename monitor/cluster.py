@@ -30,6 +30,7 @@ import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from datasketch import MinHash
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,10 +50,10 @@ class ClusterParams(BaseModel):
         0.25, description="Minimum combined similarity for joining an existing cluster."
     )
     w_body: float = Field(
-        1.0, description="Weight of body TF-IDF cosine: what the story is about, in its words."
+        0.5, description="Weight of body TF-IDF cosine: what the story is about, in its words."
     )
     w_title: float = Field(
-        0.5, description="Weight of title TF-IDF cosine: headlines name the event compactly."
+        0.3, description="Weight of title TF-IDF cosine: headlines name the event compactly."
     )
     w_entities: float = Field(
         1.0,
@@ -62,6 +63,11 @@ class ClusterParams(BaseModel):
         0.5,
         description="Weight of numbers/dates cosine: counts, years and dates separate "
         "otherwise similar events.",
+    )
+    year_conflict_penalty: float = Field(
+        0.1,
+        description="Score subtracted when doc and cluster both mention years but none in "
+        "common.",
     )
     time_scale_hours: float = Field(
         72.0,
@@ -85,7 +91,10 @@ class ClusterParams(BaseModel):
         20, description="Top TF-IDF body terms per doc used as inverted-index keys."
     )
     max_candidates: int = Field(
-        30, description="Clusters scored per article (best by inverted-index overlap)."
+        15, description="Clusters scored per article (best by inverted-index overlap)."
+    )
+    query_terms: int = Field(
+        120, description="Heaviest terms per signal of a doc compared against candidates."
     )
     posting_cap: int = Field(
         64, description="Clusters kept per index term (most recently updated first)."
@@ -137,9 +146,15 @@ _CAP = r"(?:[A-Z][\w'’-]*[\w]|[A-Z]\.(?:[A-Z]\.)+|[A-Z])"
 _CONNECT = r"(?:of|de|del|da|di|van|von|der|den|al|bin|la|le|y)"
 # Words of one entity are separated by spaces/tabs only: a line break ends a phrase.
 _ENTITY = re.compile(rf"{_CAP}(?:(?:[ \t]+{_CONNECT})?[ \t]+{_CAP})*")
+_YEAR = re.compile(r"(?<![\w.,])(?:19[5-9]\d|20\d\d)(?![\w.,]\d)")
 _POSSESSIVE = re.compile(r"['’]s$")
 
 
+def _second(kv: tuple[str, float]) -> float:
+    return kv[1]
+
+
+@lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
     """Very light suffix folding so 'arrests'/'arrest', 'cities'/'city' match (no stemmer dep)."""
     if len(word) > 4 and word.endswith("ies"):
@@ -149,10 +164,13 @@ def _stem(word: str) -> str:
     return word
 
 
+_POSSESSIVES = re.compile(r"['’]s\b")
+
+
 def _words(text: str) -> list[str]:
     out = []
-    for w in _WORD.findall(text.casefold()):
-        w = _POSSESSIVE.sub("", w).strip("'’-")
+    for w in _WORD.findall(_POSSESSIVES.sub("", text.casefold())):
+        w = w.strip("'’-")
         if len(w) > 1 and w not in _STOP:
             out.append(_stem(w))
     return out
@@ -218,6 +236,7 @@ class _Features:
     title: dict[str, float]
     ents: dict[str, float]
     nums: dict[str, float]
+    years: frozenset[str]
     sig: MinHash | None
 
 
@@ -233,8 +252,9 @@ class _Cluster:
     last_ts: float
     size: int = 0
     centroid: dict[str, dict[str, float]] = field(default_factory=dict)
-    norms: dict[str, float] = field(default_factory=dict)
+    norm_sq: dict[str, float] = field(default_factory=dict)
     keys: set[str] = field(default_factory=set)
+    years: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -273,21 +293,24 @@ class Clusterer:
         idf = self._idf_for(f)
         dup = self._near_duplicate(f)
         ts = self._ts(f)
-        candidates = self._candidates(f, idf, ts)
+        q = self._query(f, idf)
         if dup is not None:
             root, sim = dup
             cid = self._docs[root].cluster_id
             if cid in self._clusters:
-                score, shared = self._score(f, idf, ts, self._clusters[cid])
-                return Assignment(cid, False, root, sim, score, shared)
-        best: tuple[float, int, tuple[str, ...]] | None = None
-        for cid in candidates:
-            score, shared = self._score(f, idf, ts, self._clusters[cid])
+                c = self._clusters[cid]
+                return Assignment(
+                    cid, False, root, sim, self._score(q, f, ts, c), self._shared_terms(q, c)
+                )
+        best: tuple[float, int] | None = None
+        for cid in self._candidates(f, idf, ts):
+            score = self._score(q, f, ts, self._clusters[cid])
             if best is None or score > best[0] or (score == best[0] and cid < best[1]):
-                best = (score, cid, shared)
+                best = (score, cid)
         if best is None or best[0] < self.params.threshold:
             return Assignment(doc.id, True, None, None, None, ())
-        return Assignment(best[1], False, None, None, best[0], best[2])
+        shared = self._shared_terms(q, self._clusters[best[1]])
+        return Assignment(best[1], False, None, None, best[0], shared)
 
     def add(self, doc: Doc, assignment: Assignment) -> None:
         """Record ``doc`` as placed by ``assignment`` (after the caller has committed it)."""
@@ -332,6 +355,7 @@ class Clusterer:
             title=_sublinear(_words(title)),
             ents=_sublinear(_entities(ent_src)),
             nums=_sublinear(_numbers(full)),
+            years=frozenset(_YEAR.findall(full)),
             sig=self._ndi.signature(text if len(text.split()) >= 20 else full),
         )
         self._cache = (doc, f)
@@ -375,11 +399,11 @@ class Clusterer:
 
     def _salient(self, f: _Features, idf: dict[str, dict[str, float]]) -> list[tuple[str, float]]:
         """Index keys of a doc: its top TF-IDF body terms and all its entities (prefixed)."""
-        body = sorted(((t, w * idf["body"][t]) for t, w in f.body.items()), key=lambda x: -x[1])
-        keys = [(t, s) for t, s in body[: self.params.salient_terms]]
-        ents = sorted(((t, w * idf["ents"][t]) for t, w in f.ents.items()), key=lambda x: -x[1])
-        keys += [("@" + t, s) for t, s in ents[: self.params.salient_terms]]
-        return keys
+        k = self.params.salient_terms
+        bidf, eidf = idf["body"], idf["ents"]
+        body = heapq.nlargest(k, ((w * bidf[t], t) for t, w in f.body.items()))
+        ents = heapq.nlargest(k, ((w * eidf[t], t) for t, w in f.ents.items()))
+        return [(t, s) for s, t in body] + [("@" + t, s) for s, t in ents]
 
     def _candidates(self, f: _Features, idf: dict[str, dict[str, float]], ts: float) -> list[int]:
         """Clusters sharing salient terms with the doc, within the time window, best first."""
@@ -402,10 +426,29 @@ class Clusterer:
                 break
         return out
 
-    def _score(
-        self, f: _Features, idf: dict[str, dict[str, float]], ts: float, c: _Cluster
-    ) -> tuple[float, tuple[str, ...]]:
-        """Combined similarity of a doc to a cluster, and the terms that contributed most.
+    def _query(
+        self, f: _Features, idf: dict[str, dict[str, float]]
+    ) -> dict[str, dict[str, float]]:
+        """Per-signal query weights ``tf*idf^2/|tf*idf|``: a cosine with a raw-TF centroid
+        is then one dict lookup per doc term (IDF applied once here, not per candidate)."""
+        out = {}
+        for sig in _SIGNALS:
+            vec = getattr(f, sig)
+            if not vec:
+                continue
+            tidf = idf[_DF_OF[sig]]
+            wv = {t: w * tidf[t] for t, w in vec.items()}
+            dn = math.sqrt(sum(x * x for x in wv.values())) or 1.0
+            qv = {t: x * tidf[t] / dn for t, x in wv.items()}
+            if len(qv) > self.params.query_terms:
+                # The long tail of rare-in-doc terms adds little to a cosine but costs one
+                # lookup per candidate each; keep the heaviest (the norm stays exact).
+                qv = dict(heapq.nlargest(self.params.query_terms, qv.items(), key=_second))
+            out[sig] = qv
+        return out
+
+    def _score(self, q: dict[str, dict[str, float]], f: _Features, ts: float, c: _Cluster) -> float:
+        """Combined similarity of a doc to a cluster.
 
         Why each signal is there:
         - body TF-IDF: the bulk of the evidence about what happened;
@@ -423,35 +466,45 @@ class Clusterer:
         weights = {"body": p.w_body, "title": p.w_title, "ents": p.w_entities, "nums": p.w_numbers}
         total = 0.0
         wsum = 0.0
-        contrib: Counter[str] = Counter()
-        for sig in _SIGNALS:
-            vec = getattr(f, sig)
+        for sig, qv in q.items():
             cen = c.centroid.get(sig)
-            if not vec or not cen or weights[sig] <= 0:
+            weight = weights[sig]
+            if not cen or weight <= 0:
                 continue
-            table = _DF_OF[sig]
-            tidf = idf[table]
-            dn = math.sqrt(sum((w * tidf[t]) ** 2 for t, w in vec.items())) or 1.0
-            cn = c.norms[sig] or 1.0
-            dot = 0.0
-            for t, w in vec.items():
-                cw = cen.get(t)
-                if cw is not None:
-                    x = w * cw * tidf[t] * tidf[t]
-                    dot += x
-                    if sig in ("body", "ents"):
-                        contrib[t] += x / (dn * cn) * weights[sig]
-            total += weights[sig] * dot / (dn * cn)
-            wsum += weights[sig]
+            get = cen.get
+            dot = sum(x * get(t, 0.0) for t, x in qv.items())
+            total += weight * dot / (math.sqrt(c.norm_sq[sig]) or 1.0)
+            wsum += weight
         score = total / wsum if wsum else 0.0
+        # Years are the cheapest tell between a recurring kind of event and its repeat
+        # (this year's vs. last year's flood): both sides date themselves, none in common.
+        if f.years and c.years and not any(y in c.years for y in f.years):
+            score -= p.year_conflict_penalty
         gap = max(0.0, c.first_ts - ts, ts - c.last_ts) / 3600.0
         score -= p.time_penalty * min(1.0, gap / p.time_scale_hours)
-        shared = tuple(t for t, _ in sorted(contrib.items(), key=lambda kv: (-kv[1], kv[0])))
-        return score, shared[: p.shared_terms]
+        return score
+
+    def _shared_terms(self, q: dict[str, dict[str, float]], c: _Cluster) -> tuple[str, ...]:
+        """Body terms and entities that contributed most to the match, for the reader."""
+        contrib: Counter[str] = Counter()
+        for sig, weight in (("ents", self.params.w_entities), ("body", self.params.w_body)):
+            cen = c.centroid.get(sig)
+            if not cen or sig not in q:
+                continue
+            norm = math.sqrt(c.norm_sq[sig]) or 1.0
+            for t, x in q[sig].items():
+                if t in cen:
+                    contrib[t] += weight * x * cen[t] / norm
+        ranked = sorted(contrib.items(), key=lambda kv: (-kv[1], kv[0]))
+        return tuple(t for t, _ in ranked[: self.params.shared_terms])
 
     # ------------------------------------------------------------------ state updates
 
     def _add_to_cluster(self, cid: int, f: _Features, ts: float) -> None:
+        idf = {
+            table: {t: self._idf_now(table, t) for t in getattr(f, table)}
+            for table in ("body", "ents", "nums")
+        }
         c = self._clusters.get(cid)
         if c is None:
             c = _Cluster(cid, ts, ts)
@@ -463,20 +516,24 @@ class Clusterer:
             vec = getattr(f, sig)
             if not vec:
                 continue
+            table = _DF_OF[sig]
             cen = c.centroid.setdefault(sig, {})
+            delta = 0.0
             for t, w in vec.items():
-                cen[t] = cen.get(t, 0.0) + w
-            if len(cen) > 2 * self.params.centroid_terms:
+                old = cen.get(t, 0.0)
+                cen[t] = old + w
+                delta += ((old + w) ** 2 - old * old) * idf[table].get(t, 1.0) ** 2
+            pruned = len(cen) > 2 * self.params.centroid_terms
+            if pruned:
                 keep = sorted(cen.items(), key=lambda kv: (-kv[1], kv[0]))
                 c.centroid[sig] = cen = dict(keep[: self.params.centroid_terms])
-            table = _DF_OF[sig]
-            c.norms[sig] = math.sqrt(
-                sum((w * self._idf_now(table, t)) ** 2 for t, w in cen.items())
-            )
-        idf = {
-            table: {t: self._idf_now(table, t) for t in getattr(f, table)}
-            for table in ("body", "ents", "nums")
-        }
+            if pruned or sig not in c.norm_sq or c.size & (c.size - 1) == 0:
+                # Exact recompute at sizes 1, 2, 4, 8, ... (amortised O(1) per add): between
+                # them the norm is updated on the doc's terms only, so IDF drift of the
+                # other terms is picked up late; measured to change no ECB+ decision.
+                c.norm_sq[sig] = sum((w * self._idf_now(table, t)) ** 2 for t, w in cen.items())
+            else:
+                c.norm_sq[sig] += delta
         for key, _ in self._salient(f, idf):
             posting = self._postings.setdefault(key, OrderedDict())
             posting[cid] = None
@@ -484,6 +541,7 @@ class Clusterer:
             c.keys.add(key)
             if len(posting) > self.params.posting_cap:
                 posting.popitem(last=False)
+        c.years.update(f.years)
         heapq.heappush(self._cluster_heap, (c.last_ts, cid))
 
     def _evict(self) -> None:

@@ -1,0 +1,142 @@
+"""Scaling benchmark of the clustering stage (near-dup + event clustering), one core.
+
+Generates a deterministic stream of ``--n`` articles (default 100,000) from the shared
+ECB+ texts and web pages and feeds them to ``Clusterer.decide``/``add`` one at a time,
+as the daemon does, timing only those calls.  Generation models realistic re-use:
+
+- each *event* takes a base text and renames every capitalised word with an
+  event-specific pseudo-name, so events of the same kind share vocabulary but not
+  entities (the hard case), and gets 1-8 reports spread over two days;
+- each report keeps 60-95% of the base sentences plus a sentence from another text;
+- ``--dup-rate`` (20%) of articles are wire copies of a recent report with a new
+  headline and one added paragraph.
+
+Articles arrive at ``--per-day`` (1,000) per day, so with the default 7-day window
+about 7,000 articles are live; older state is evicted.  Prints ms/article over the
+1,000 articles before 1k, 10k and 100k stored articles, overall articles/s, peak RSS,
+and how many generated copies were reported as near-duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import resource
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.cluster_eval import DEFAULT_DATA, load_ecb
+from monitor.cluster import Clusterer, ClusterParams, Doc
+
+_SYLL = "ka lo mi ter san vel dor ri an bu ze tho ga lin mar os pe qui ra sol".split()  # noqa: SIM905
+_CAPWORD = re.compile(r"\b[A-Z][a-z]{2,}\b")
+_SENT = re.compile(r"(?<=[.!?])\s+")
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _pseudo(word: str, event: int) -> str:
+    h = zlib.crc32(f"{event}:{word}".encode())
+    return "".join(_SYLL[(h >> (5 * i)) % len(_SYLL)] for i in range(2 + h % 2)).capitalize()
+
+
+def load_texts(data: Path) -> list[str]:
+    """Base texts: ECB+ docs plus trafilatura extracts of the shared web pages."""
+    texts = [it.text for it in load_ecb(data)]
+    pages = data / "web-pages"
+    if pages.is_dir():
+        import trafilatura
+
+        for path in sorted(pages.glob("*.html")):
+            t = trafilatura.extract(path.read_text(encoding="utf-8", errors="replace"))
+            if t and len(t.split()) > 50:
+                texts.append(t)
+    return texts
+
+
+def stream(texts: list[str], n: int, dup_rate: float, per_day: int) -> Iterator[tuple[Doc, bool]]:
+    """Yield (doc, is_generated_copy) in arrival order, deterministically."""
+    rng = random.Random(42)
+    sentences = [[s for s in _SENT.split(t) if s.strip()] for t in texts]
+    recent: list[Doc] = []
+    pending: list[tuple[float, int, int]] = []  # (due time, event, base)
+    event = 0
+    for i in range(n):
+        now = START + timedelta(days=i / per_day)
+        if recent and rng.random() < dup_rate:
+            src = rng.choice(recent[-300:])
+            extra = f"Additional reporting from our correspondent {_pseudo('x', i)} in {i}."
+            paras = src.text.split("\n\n")
+            paras.insert(rng.randrange(len(paras) + 1), extra)
+            doc = Doc(i + 1, f"UPDATE: {src.title[:60]}", "\n\n".join(paras), now, "copy")
+            yield doc, True
+            continue
+        if not pending or rng.random() < 0.3:
+            event += 1
+            base = rng.randrange(len(texts))
+            for _ in range(rng.randint(1, 8)):
+                due = i + rng.expovariate(1 / (per_day / 4))
+                pending.append((due, event, base))
+            pending.sort()
+        _, ev, base = pending.pop(0)
+        sents = sentences[base] or [texts[base]]
+        keep = [s for s in sents if rng.random() < rng.uniform(0.6, 0.95)] or sents[:1]
+        keep.insert(rng.randrange(len(keep) + 1), rng.choice(rng.choice(sentences) or ["."]))
+        text = _CAPWORD.sub(lambda m, ev=ev: _pseudo(m.group(0), ev), "\n\n".join(keep))
+        doc = Doc(i + 1, keep[0][:120], text, now, f"outlet{rng.randrange(50)}")
+        recent.append(doc)
+        if len(recent) > 1000:
+            del recent[:500]
+        yield doc, False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--dup-rate", type=float, default=0.2)
+    ap.add_argument("--per-day", type=int, default=1000)
+    args = ap.parse_args(argv)
+
+    texts = load_texts(args.data)
+    print(f"{len(texts)} base texts; streaming {args.n} articles")
+    clusterer = Clusterer(ClusterParams())
+    checkpoints = [c for c in (1_000, 10_000, 100_000) if c <= args.n] or [args.n]
+    window = 1000
+    times: list[float] = []
+    copies = flagged = new_clusters = 0
+    total = 0.0
+    for doc, is_copy in stream(texts, args.n, args.dup_rate, args.per_day):
+        t0 = time.perf_counter()
+        a = clusterer.decide(doc)
+        clusterer.add(doc, a)
+        dt = time.perf_counter() - t0
+        total += dt
+        times.append(dt)
+        copies += is_copy
+        flagged += is_copy and a.duplicate_of is not None
+        new_clusters += a.is_new_cluster
+        if len(times) in checkpoints:
+            recent = times[-window:]
+            print(
+                f"at {len(times):>7} stored: {1000 * sum(recent) / len(recent):6.2f} ms/article "
+                f"(last {len(recent)}), live docs={len(clusterer._docs)} "
+                f"clusters={len(clusterer._clusters)}"
+            )
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"overall {len(times) / total:.0f} articles/s (clustering stage), "
+        f"{new_clusters} clusters created, copies flagged as near-duplicates "
+        f"{flagged}/{copies}, peak RSS {rss_mb:.0f} MB"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
