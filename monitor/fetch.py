@@ -62,6 +62,13 @@ class HostLimiter:
             lambda: threading.BoundedSemaphore(self._per_host)
         )
         self._next_start: dict[str, float] = {}
+        self._host_delay: dict[str, float] = {}
+
+    def slow_down(self, url: str, delay: float) -> None:
+        """A longer minimum delay for ``url``'s host (a robots.txt ``Crawl-delay``); never a shorter one."""
+        host = (urlsplit(url).hostname or "").lower()
+        with self._lock:
+            self._host_delay[host] = max(delay, self._host_delay.get(host, 0.0))
 
     @contextmanager
     def slot(self, url: str) -> Iterator[None]:
@@ -72,7 +79,7 @@ class HostLimiter:
             with self._lock:
                 now = time.monotonic()
                 start = max(now, self._next_start.get(host, now))
-                self._next_start[host] = start + self._delay
+                self._next_start[host] = start + max(self._delay, self._host_delay.get(host, 0.0))
             if start > now:
                 time.sleep(start - now)
             yield

@@ -41,6 +41,7 @@ QUIET_FACTOR = 0.25
 # ... and at most this fraction of the usual gap between its entries.
 GAP_FACTOR = 0.5
 GONE = 410
+MAX_CRAWL_DELAY = 60.0  # a Crawl-delay of hours would stall a worker; beyond a minute we just go slowly
 
 _PERIOD_SECONDS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400,
                    "yearly": 365 * 86400}
@@ -205,13 +206,15 @@ class PollPolicy:
 
 @dataclass
 class _Rules:
-    parser: RobotFileParser | None  # None: everything allowed
-    disallow_all: bool
+    parser: RobotFileParser | None  # None: no rules, everything allowed
     expires: float
 
 
 class RobotsCache:
     """robots.txt per site (scheme, host, port), fetched once and kept for ``ttl`` seconds.
+
+    A ``Crawl-delay`` for our agent raises the shared :class:`HostLimiter`'s
+    delay for that host (capped at a minute), so feeds and pages both slow down.
 
     A 4xx means no rules (everything allowed), as RFC 9309 says. A 5xx or an
     unreachable robots.txt is also taken as "no rules", but only for an hour:
@@ -240,8 +243,6 @@ class RobotsCache:
             return True
         site = f"{parts.scheme}://{parts.netloc}"
         rules = self._site_rules(site)
-        if rules.disallow_all:
-            return False
         return rules.parser is None or rules.parser.can_fetch(self._agent, url)
 
     def crawl_delay(self, url: str) -> float | None:
@@ -268,7 +269,10 @@ class RobotsCache:
         if isinstance(outcome, Fetched):
             parser = RobotFileParser()
             parser.parse(outcome.content.decode("utf-8", "replace").splitlines())
-            return _Rules(parser, False, now + self._ttl)
+            delay = parser.crawl_delay(self._agent)
+            if delay is not None and self._limiter is not None:
+                self._limiter.slow_down(site, min(float(delay), MAX_CRAWL_DELAY))
+            return _Rules(parser, now + self._ttl)
         if isinstance(outcome, FetchFailed) and outcome.status is not None and 400 <= outcome.status < 500:
-            return _Rules(None, False, now + self._ttl)
-        return _Rules(None, False, now + self._failure_ttl)
+            return _Rules(None, now + self._ttl)
+        return _Rules(None, now + self._failure_ttl)  # 5xx or unreachable: no rules, asked again sooner

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -314,3 +316,26 @@ def test_daemon_reschedules_each_feed_by_its_own_next_due(tmp_path: Path, server
     assert server.statuses[("/fast.xml", 304)] >= 2
     row = feed_row(tmp_path / "monitor.db", server.url("/busy.xml"))
     assert seconds_until(row["next_due"]) > 3500
+
+
+def test_a_restarted_daemon_keeps_each_feeds_backoff(tmp_path: Path, server: FeedServer) -> None:
+    path = setup(tmp_path, server, interval=3600, schedule={"jitter": 0, "seeds_interval": 3600})
+    db = tmp_path / "monitor.db"
+    one_pass(path)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="seconds")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE feeds SET next_due = NULL WHERE url = ?", [server.url(GOOD[0])])
+    conn.execute("UPDATE feeds SET next_due = ? WHERE url = ?", [later, server.url(GOOD[1])])
+    conn.commit()
+    conn.close()
+    stop = threading.Event()
+    thread = threading.Thread(target=run_daemon, args=(load_settings(path), stop))
+    thread.start()
+    try:
+        assert wait_for(lambda: server.hits[GOOD[0]] == 2, timeout=15)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert server.hits[GOOD[1]] == 1  # still backing off after the restart
+    assert feed_row(db, server.url(GOOD[1]))["next_due"] == later

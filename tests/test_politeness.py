@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import httpx
 import pytest
@@ -146,3 +148,18 @@ def test_non_utf8_pages_are_decoded_with_their_charset(declare: str | None) -> N
     assert "élèves" in decoded and "château" in decoded
     utf8 = Fetched(url="u", final_url="u", status=200, content="déjà".encode())
     assert html_as_utf8(utf8) is utf8
+
+
+def test_crawl_delay_slows_every_request_to_that_host(server: FeedServer, client: httpx.Client) -> None:
+    server.robots("User-agent: *\nCrawl-delay: 1\n")  # robotparser reads whole seconds only
+    limiter = HostLimiter(4, 0)
+    robots = RobotsCache(client, user_agent="newsmonitor/0.1", limiter=limiter)
+    assert robots.allowed(server.url("/news/1"))
+    starts = []
+    for _ in range(2):
+        with limiter.slot(server.url("/feed.xml")):
+            starts.append(time.monotonic())
+    gaps = [b - a for a, b in pairwise(starts)]
+    assert gaps and all(gap >= 0.99 for gap in gaps), gaps
+    with limiter.slot("http://other.example/x"):  # other hosts are not held back
+        assert time.monotonic() - starts[-1] < 0.2
