@@ -131,7 +131,9 @@ def load_uci(data: Path) -> list[Item]:
         Item(
             key=r[0],
             title=r[1],
-            text="",
+            # As the daemon's extract stage does for title-only feed entries (text = title);
+            # an empty text would also make every item an exact duplicate by content hash.
+            text=r[1],
             published=datetime.fromtimestamp(int(r[7]) / 1000, tz=UTC),
             source=r[6],
             gold=r[5],
