@@ -376,6 +376,9 @@ def alerts_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     finally:
         store.close()
     if as_json:
+        for row in rows:
+            row["matched_terms"] = json.loads(row["matched_terms"] or "[]")
+            row["delivered_to"] = json.loads(row["delivered_to"] or "[]")
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -147,3 +148,13 @@ def test_the_daemon_sends_the_seed_alert_right_after_ingesting(config: Path, hoo
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert attempts(hook) == 1
+
+
+def test_alerts_list_json(config: Path, hook: HTTPServer) -> None:
+    assert invoke(config, "run", "--once")[0] == 0
+    code, output = invoke(config, "alerts", "list", "--json")
+    assert code == 0, output
+    [row] = json.loads(output)
+    assert row["rule"] == "sanctuary-cities" and row["delivered_at"] and row["attempts"] == 1
+    assert "ICE" in row["matched_terms"] and len(row["delivered_to"]) == 1
+    assert "127.0.0.1" not in json.dumps(row["delivered_to"])  # targets are hashed, URLs (and secrets) not stored
