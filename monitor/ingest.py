@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
@@ -45,16 +45,26 @@ def _doc(article_id: int, title: str, text: str, when: datetime | None, source: 
     return Doc(id=article_id, title=title, text=text, published=when, source=source)
 
 
-def _article_time(article: Article) -> datetime:
-    return article.published or article.fetched_at or datetime.now(UTC)
+MAX_CLOCK_SKEW = timedelta(days=1)
 
 
-def _row(article: Article, canonical: str | None, digest: str) -> dict[str, object]:
+def _sane_published(article: Article) -> datetime | None:
+    """A publication date no later than a day after we fetched it.
+
+    Feeds do carry wrong future dates; unchecked, one would sort its cluster
+    first for ever and move the clusterer's time window past every live story.
+    """
+    if article.published is None:
+        return None
+    return min(article.published, (article.fetched_at or datetime.now(UTC)) + MAX_CLOCK_SKEW)
+
+
+def _row(article: Article, canonical: str | None, digest: str | None) -> dict[str, object]:
     return {
         "url": article.url or None, "canonical_url": canonical, "guid": article.guid,
         "feed_id": article.feed_id, "source": article.source, "title": article.title,
         "text": article.text, "author": article.author, "published": iso(article.published),
-        "fetched_at": iso(article.fetched_at or datetime.now(UTC)), "language": article.language,
+        "fetched_at": iso(article.fetched_at), "language": article.language,
         "content_hash": digest, "extraction": article.extraction,
     }
 
@@ -63,15 +73,17 @@ def ingest_article(
     store: Store, clusterer: Clusterer, article: Article, *, keywords: Sequence[str] = ()
 ) -> IngestOutcome:
     """Store ``article`` once, with its cluster; storing it again is a no-op that says why."""
+    article = replace(article, published=_sane_published(article), fetched_at=article.fetched_at or datetime.now(UTC))
     url = article.canonical_url or article.url
     canonical = canonical_url(url) if url else None
-    digest = content_hash(article.text)
+    # Empty texts all hash alike; they must not count as copies of each other.
+    digest = content_hash(article.text) if article.text.strip() else None
     with store.transaction():
         existing = store.find_duplicate(canonical_url=canonical, guid=article.guid, content_hash=digest)
         if existing:
             return AlreadyStored(*existing)
         article_id = store.insert_article(_row(article, canonical, digest))
-        doc = _doc(article_id, article.title, article.text, _article_time(article), article.source)
+        doc = _doc(article_id, article.title, article.text, article.published or article.fetched_at, article.source)
         assignment = clusterer.decide(doc)
         store.ensure_cluster(assignment.cluster_id, title=article.title)
         store.set_article_cluster(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from monitor.cluster import ClusterParams
 from monitor.fetch import make_client
-from monitor.ingest import build_clusterer
+from monitor.ingest import AlreadyStored, Stored, build_clusterer, ingest_article
+from monitor.models import Article
 from monitor.pipeline import PassReport, run_pass
 from monitor.settings import load_settings
 from monitor.store import Store
@@ -97,3 +100,17 @@ def test_unrelated_pages_do_not_join_the_seed_cluster(tmp_path: Path, seeds_dir:
     members = list(store.db.query("SELECT url FROM articles WHERE cluster_id = ?", list(seed_cluster)))
     assert sorted(m["url"].rsplit("/", 1)[1] for m in members) == [
         "000_19088d47ecff5c57.txt", "004_0b04817afffe1035.txt"]
+
+
+def test_empty_texts_are_not_duplicates_and_future_dates_are_capped(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "m.db")
+    clusterer = build_clusterer(store, ClusterParams())
+    fetched = datetime(2024, 3, 4, 12, tzinfo=UTC)
+    first = Article(url="https://a.example/1", title="One", text="", source="a.example", fetched_at=fetched)
+    second = Article(url="https://b.example/2", title="Two", text=" ", source="b.example", fetched_at=fetched,
+                     published=fetched + timedelta(days=400))
+    assert isinstance(ingest_article(store, clusterer, first), Stored)
+    assert isinstance(ingest_article(store, clusterer, second), Stored)
+    assert isinstance(ingest_article(store, clusterer, first), AlreadyStored)
+    published = next(store.db.query("SELECT published FROM articles WHERE id = 2"))["published"]
+    assert published == "2024-03-05T12:00:00+00:00"
