@@ -118,7 +118,8 @@ class FeedServer:
         self.statuses: Counter[tuple[str, int]] = Counter()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True, name="feedserver")
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True,
+                                        name="feedserver")
         self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def __enter__(self) -> FeedServer:

@@ -93,7 +93,7 @@ def test_key_value_and_json_log_lines() -> None:
         configure_logging("INFO", "json", stream)
         log.warning("feed polled", extra=fields | {"error": 'HTTP 500 "oops"\nsecond line'})
     finally:
-        configure_logging("WARNING", "text", sys.stderr)
+        configure_logging("WARNING")
     text_line, json_line = stream.getvalue().splitlines()
     assert text_line.split(" ", 1)[1] == ('level=INFO logger=monitor.test event=feed.poll msg="feed polled" '
                                           'feed="BBC World" url=https://x/rss status=ok duration=0.25')
@@ -135,8 +135,7 @@ def test_progress_bar_on_a_terminal_and_none_in_logs(tmp_path: Path, server: Fee
     assert code == 0, terminal
     assert "feeds  [####" in terminal and "100%" in terminal
     assert "event=feed.poll" not in terminal  # per-feed lines are held back while the bar is drawn
-    piped = subprocess.run([sys.executable, "-m", "monitor", "--config", str(path), "run", "--once"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
-    assert piped.returncode == 0
+    piped = CliRunner().invoke(cli, ["--config", str(path), "run", "--once"])  # stderr is not a terminal here
+    assert piped.exit_code == 0, piped.output
     assert "[####" not in piped.stderr and "%" not in piped.stderr
     assert piped.stderr.count("event=feed.poll") == 12  # a log file gets one line per feed instead
