@@ -244,9 +244,14 @@ def ingest_seeds(settings: Settings, store: Store, clusterer: Clusterer,
     counts = Counts()
     if settings.seeds_dir is None:
         return counts
-    for item in read_seeds(settings.seeds_dir, max_bytes=settings.fetch.max_bytes):
+    seeds = read_seeds(settings.seeds_dir, max_bytes=settings.fetch.max_bytes,
+                       is_stored=lambda url: store.has_url(canonical_url(url)))
+    for item in seeds:
         if should_stop():
             break
+        if isinstance(item, str):
+            counts.already_stored += 1
+            continue
         if isinstance(item, Skipped):
             log.warning("seed %s skipped: %s", item.what, item.reason)
             counts.count(item)

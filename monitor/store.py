@@ -29,6 +29,9 @@ from monitor.errors import StoreError
 from monitor.settings import FeedConfig
 
 
+HEADLINE_CHARS = 120
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -300,6 +303,13 @@ class Store:
                 return row[0], reason
         return None
 
+    def has_url(self, canonical_url: str | None) -> bool:
+        """Is an article with this canonical URL stored? Seed files already stored are skipped unread."""
+        if not canonical_url:
+            return False
+        row = self.db.execute("SELECT 1 FROM articles WHERE canonical_url = ? LIMIT 1", [canonical_url]).fetchone()
+        return row is not None
+
     def insert_article(self, row: dict[str, Any]) -> int:
         columns = ", ".join(f"[{c}]" for c in row)
         marks = ", ".join("?" for _ in row)
@@ -317,7 +327,12 @@ class Store:
         )
 
     def refresh_cluster(self, cluster_id: int, *, keywords: Sequence[str] = ()) -> None:
-        """Recompute a cluster's statistics from its articles (duplicates count once in ``size``)."""
+        """Recompute a cluster's statistics from its articles (duplicates count once in ``size``).
+
+        The title is the earliest original article's headline; a title longer than
+        ``HEADLINE_CHARS`` is usually a first sentence standing in for a missing
+        headline, so a real headline from a later report is preferred to it.
+        """
         existing = json.loads(
             self.db.execute("SELECT keywords FROM clusters WHERE id = ?", [cluster_id]).fetchone()[0] or "[]"
         )
@@ -325,6 +340,8 @@ class Store:
         self.db.execute(
             """
             UPDATE clusters SET
+              title = COALESCE((SELECT title FROM articles WHERE cluster_id = :id AND title <> ''
+                                ORDER BY duplicate_of IS NOT NULL, LENGTH(title) > :headline, id LIMIT 1), title),
               first_seen = (SELECT MIN(COALESCE(published, fetched_at)) FROM articles WHERE cluster_id = :id),
               last_seen = (SELECT MAX(COALESCE(published, fetched_at)) FROM articles WHERE cluster_id = :id),
               size = (SELECT COUNT(*) FROM articles WHERE cluster_id = :id AND duplicate_of IS NULL),
@@ -334,7 +351,7 @@ class Store:
               updated_at = :now
             WHERE id = :id
             """,
-            {"id": cluster_id, "keywords": json.dumps(merged), "now": now_iso()},
+            {"id": cluster_id, "keywords": json.dumps(merged), "now": now_iso(), "headline": HEADLINE_CHARS},
         )
 
     def articles_for_clusterer(self, since: str | None = None) -> Iterator[dict[str, Any]]:

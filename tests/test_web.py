@@ -76,9 +76,9 @@ def test_articles_table_shows_labels_sort_and_facets(server: httpx.Client) -> No
     sources = {r["value"] for r in data["facet_results"]["source"]["results"]}
     assert sources == {FIRST_SEED, SECOND_SEED, WIRE_COPY}
     cluster = data["rows"][0]["cluster_id"]
-    assert cluster["label"].startswith(FIRST_TITLE_START)
+    assert cluster["label"].startswith(SECOND_TITLE)
     html = server.get(f"/{DB}/articles").text
-    assert f'<a href="/-/cluster/{cluster["value"]}">{FIRST_TITLE_START}' in html
+    assert f'<a href="/-/cluster/{cluster["value"]}">{SECOND_TITLE}' in html
 
 
 def test_full_text_search_finds_both_seed_articles(server: httpx.Client) -> None:
@@ -149,7 +149,7 @@ def test_serves_what_is_written_meanwhile(server: httpx.Client, database: Path) 
     assert feed["name"] == "Local feed" and feed["consecutive_errors"] == 3
     (alert,) = rows(server, f"/{DB}/alerts.json")
     assert (alert["rule"], alert["cluster"], alert["delivery"]) == ("sanctuary-cities", 1, "retrying")
-    assert alert["cluster_title"].startswith(FIRST_TITLE_START)
+    assert alert["cluster_title"].startswith(SECOND_TITLE)
     assert '<a href="/-/cluster/1">#1</a>' in server.get(f"/{DB}/alerts").text
 
 
