@@ -122,9 +122,11 @@ def _summary(report: PassReport, store: Store) -> str:
 
 @cli.command()
 @click.option("--once", is_flag=True, help="One full pass over seeds and every feed, then exit.")
+@click.option("--due", "due_only", is_flag=True,
+              help="With --once: only feeds that are due (honours backoff, Retry-After, adaptive intervals; for cron).")
 @click.pass_context
 @_fail_cleanly
-def run(ctx: click.Context, once: bool) -> None:
+def run(ctx: click.Context, once: bool, due_only: bool) -> None:
     """Run the monitor: a daemon until SIGTERM/SIGINT, or a single pass with --once."""
     settings = _settings(ctx)
     stop = _stop_on_signals()
@@ -132,17 +134,18 @@ def run(ctx: click.Context, once: bool) -> None:
         run_daemon(settings, stop)
         return
     with InstanceLock(settings.database):
-        _run_once(ctx, settings, stop)
+        _run_once(ctx, settings, stop, due_only=due_only)
 
 
-def _run_once(ctx: click.Context, settings: Settings, stop: threading.Event) -> None:
+def _run_once(ctx: click.Context, settings: Settings, stop: threading.Event, *, due_only: bool = False) -> None:
     store = Store.open(settings.database)
     progress = _PassProgress(ctx.obj.get("log_handler")) if _on_terminal() else None
     try:
         clusterer = build_clusterer(store, settings.cluster)
         with make_client(settings.fetch) as client:
             try:
-                report = run_pass(settings, store, clusterer, client, should_stop=stop.is_set, progress=progress)
+                report = run_pass(settings, store, clusterer, client, should_stop=stop.is_set, progress=progress,
+                                  due_only=due_only)
             finally:
                 if progress:
                     progress.close()

@@ -260,12 +260,14 @@ def ingest_seeds(settings: Settings, store: Store, clusterer: Clusterer,
     return counts
 
 
-def feed_states(store: Store, feeds: Sequence[FeedConfig]) -> list[tuple[FeedConfig, FeedState]]:
-    """Enabled feeds with their stored state (``sync_feeds`` must have run)."""
+def feed_states(store: Store, feeds: Sequence[FeedConfig], *,
+                due_only: bool = False) -> list[tuple[FeedConfig, FeedState]]:
+    """Enabled feeds with their stored state (``sync_feeds`` must have run); if ``due_only``, only those due."""
     pairs = []
+    now = now_iso()
     for feed in feeds:
         state = store.feed_state(feed.url)
-        if state is not None and not state.disabled:
+        if state is not None and not state.disabled and (not due_only or state.is_due(now)):
             pairs.append((feed, state))
     return pairs
 
@@ -292,10 +294,13 @@ def run_pass(
     settings: Settings, store: Store, clusterer: Clusterer, client: httpx.Client,
     should_stop: Callable[[], bool] = lambda: False,
     progress: Callable[[int, int], None] | None = None,
+    due_only: bool = False,
 ) -> PassReport:
     """Seeds, then every enabled feed: fetched by a thread pool, written here, in this thread.
 
     ``progress(done, total)`` is called after each feed is written (the CLI draws a bar with it).
+    ``due_only`` skips feeds whose ``next_due`` (interval, backoff, Retry-After) is still ahead,
+    which makes ``run --once --due`` from cron as polite as the daemon.
     """
     started = time.monotonic()
     report = PassReport()
@@ -307,7 +312,7 @@ def run_pass(
     with ThreadPoolExecutor(max_workers=settings.fetch.concurrency, thread_name_prefix="fetch") as pool:
         futures = [pool.submit(poll_feed, client, feed, state, settings=settings.fetch, limiter=limiter, known=known,
                                robots=robots)
-                   for feed, state in feed_states(store, settings.feeds)]
+                   for feed, state in feed_states(store, settings.feeds, due_only=due_only)]
         if progress:
             progress(0, len(futures))
         for done, future in enumerate(as_completed(futures), start=1):

@@ -17,7 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from monitor.cli import cli
 from monitor.errors import StoreError
 from monitor.lock import InstanceLock, running_pid
 from monitor.scheduler import run_daemon
@@ -339,3 +341,16 @@ def test_a_restarted_daemon_keeps_each_feeds_backoff(tmp_path: Path, server: Fee
         thread.join(timeout=20)
     assert server.hits[GOOD[1]] == 1  # still backing off after the restart
     assert feed_row(db, server.url(GOOD[1]))["next_due"] == later
+
+
+def test_run_once_due_only_polls_what_is_due(tmp_path: Path, server: FeedServer) -> None:
+    server.status("/busy.xml", 503, {"Retry-After": "3600"})
+    path = setup(tmp_path, server, "/busy.xml")
+    runner = CliRunner()
+    for _ in range(2):
+        result = runner.invoke(cli, ["--config", str(path), "run", "--once", "--due"])
+        assert result.exit_code == 0, result.output
+    assert server.hits["/busy.xml"] == 1 and server.hits[GOOD[0]] == 1  # the cron-style rerun asked nobody
+    assert runner.invoke(cli, ["--config", str(path), "run", "--once"]).exit_code == 0
+    assert server.hits["/busy.xml"] == 2 and server.hits[GOOD[0]] == 2  # a plain --once polls everything
+    assert_good_feeds_ingested(tmp_path / "monitor.db", server)
