@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
+import brotli
 import httpx
 import pytest
 
-from monitor.fetch import HostLimiter, html_as_utf8, make_client
-from monitor.models import Fetched
+from monitor.fetch import HostLimiter, fetch_url, html_as_utf8, make_client
+from monitor.models import Fetched, FetchFailed
 from monitor.politeness import (
     PollHints,
     PollPolicy,
@@ -23,7 +26,7 @@ from monitor.politeness import (
     syndication_period,
 )
 from monitor.settings import FetchSettings
-from tests.feedserver import FeedServer
+from tests.feedserver import FeedServer, Request, Response
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 POLICY = PollPolicy(max_interval=6 * 3600, max_backoff=86400, disable_after=7 * 86400)
@@ -163,3 +166,29 @@ def test_crawl_delay_slows_every_request_to_that_host(server: FeedServer, client
     assert gaps and all(gap >= 0.99 for gap in gaps), gaps
     with limiter.slot("http://other.example/x"):  # other hosts are not held back
         assert time.monotonic() - starts[-1] < 0.2
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_compressed_bodies_are_decoded_and_capped_after_decoding(server: FeedServer, encoding: str) -> None:
+    compress = {"gzip": lambda b: gzip.compress(b, compresslevel=1), "deflate": lambda b: zlib.compress(b, 1),
+                "br": lambda b: brotli.compress(b, quality=1)}[encoding]
+    seen: list[Request] = []
+
+    def route(body: bytes):
+        wire = compress(body)
+
+        def answer(request: Request) -> Response:
+            seen.append(request)
+            return Response(200, {"Content-Type": "text/html; charset=utf-8", "Content-Encoding": encoding}, wire)
+        return answer
+
+    server.set("/page", route(b"<p>" + "d\u00e9j\u00e0 vu ".encode() * 100 + b"</p>"))
+    server.set("/bomb", route(b"\0" * 60_000_000))  # 60 MB once decoded, a few kB on the wire
+    settings = FetchSettings(timeout=5.0, user_agent="newsmonitor-test/9 (+mailto:ops@example.org)")
+    with make_client(settings) as client:
+        page = fetch_url(client, server.url("/page"), max_bytes=1_000_000)
+        bomb = fetch_url(client, server.url("/bomb"), max_bytes=1_000_000)
+    assert isinstance(page, Fetched) and page.content.decode().count("déjà vu") == 100
+    assert isinstance(bomb, FetchFailed) and bomb.reason == "body larger than 1000000 bytes"
+    assert encoding in seen[0].headers["accept-encoding"]
+    assert seen[0].headers["user-agent"] == "newsmonitor-test/9 (+mailto:ops@example.org)"
