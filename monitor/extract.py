@@ -8,15 +8,17 @@ the same cleaning, so an article reads the same whichever way it came in.
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import lxml.html
-import py3langid
 import trafilatura
 from lxml.etree import ParserError
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 from monitor.models import Article, FeedEntry, Fetched, Skipped
 
@@ -93,11 +95,26 @@ def title_and_body(lines: list[str]) -> tuple[str, list[str]]:
     return (first_sentence(lines[0]) if lines else ""), lines
 
 
+_LANGUAGE_MODEL_LOCK = threading.Lock()
+
+
+@functools.cache
+def _language_identifier() -> LanguageIdentifier:
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=False)
+
+
 def detect_language(text: str) -> str | None:
-    """ISO 639-1 code from py3langid (its model ships inside the package: nothing downloaded)."""
+    """ISO 639-1 code from py3langid (its model ships inside the package: nothing downloaded).
+
+    py3langid loads its ~100 MB model lazily without a lock, so 16 fetch
+    threads starting together each loaded their own copy (peak RSS 1 GB in
+    bench/feeds_load.py). Here one thread loads it, once; the others wait.
+    """
     if len(text) < 20:
         return None
-    return py3langid.classify(text[:3000])[0]
+    with _LANGUAGE_MODEL_LOCK:
+        identifier = _language_identifier()
+    return identifier.classify(text[:3000])[0]
 
 
 def source_of(url: str) -> str:

@@ -28,7 +28,6 @@ import sqlite_utils
 from monitor.errors import StoreError
 from monitor.settings import FeedConfig
 
-
 HEADLINE_CHARS = 120
 
 
