@@ -27,9 +27,6 @@ from monitor.models import Fetched, FetchFailed, FetchOutcome, NotModified
 from monitor.settings import FetchSettings
 
 _KEPT_HEADERS = ("cache-control", "retry-after", "expires", "location", "content-type")
-# Not sent by servers: set by fetch_url in ``headers`` when the URL moved for good (301/308 only),
-# so the writer can poll the new address; a 302/307 is temporary and changes nothing.
-MOVED_PERMANENTLY = "x-newsmonitor-moved-permanently"
 _PERMANENT = {301, 308}
 _WESTERN = {"English", "French", "German", "Spanish", "Italian", "Portuguese", "Dutch", "Danish", "Swedish",
             "Norwegian", "Finnish"}
@@ -86,15 +83,14 @@ class HostLimiter:
 
 
 def _kept_headers(response: httpx.Response) -> dict[str, str]:
-    kept = {k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers}
-    moved = permanent_target(response)
-    if moved:
-        kept[MOVED_PERMANENTLY] = moved
-    return kept
+    return {k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers}
 
 
 def permanent_target(response: httpx.Response) -> str | None:
-    """The URL the request ended up at through 301/308 hops only (a temporary hop ends the chain)."""
+    """The URL the request ended up at through 301/308 hops only (a temporary hop ends the chain).
+
+    The writer then polls the new address; a 302/307 is temporary and changes nothing.
+    """
     hops = [*response.history, response]
     target = None
     for hop, following in pairwise(hops):
@@ -191,7 +187,7 @@ def fetch_url(
             if response.status_code == 304:
                 return NotModified(url, etag=response.headers.get("etag", etag),
                                    last_modified=response.headers.get("last-modified", last_modified),
-                                   headers=kept)
+                                   headers=kept, moved_to=permanent_target(response))
             if response.status_code >= 400:
                 return FetchFailed(url, f"HTTP {response.status_code} {response.reason_phrase}",
                                    status=response.status_code, headers=kept)
@@ -202,6 +198,7 @@ def fetch_url(
             return Fetched(
                 url=url,
                 final_url=str(response.url),
+                moved_to=permanent_target(response),
                 status=response.status_code,
                 content=body,
                 content_type=response.headers.get("content-type"),

@@ -56,6 +56,7 @@ class Fetched:
     last_modified: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     elapsed: float = 0.0
+    moved_to: str | None = None  # where 301/308 redirects led: the feed's new address
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class NotModified:
     etag: str | None = None
     last_modified: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    moved_to: str | None = None
 
 
 @dataclass(frozen=True)

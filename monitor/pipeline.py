@@ -22,7 +22,7 @@ from monitor.alerts import AlertReport, run_alerts
 from monitor.cluster import Clusterer
 from monitor.dedup import canonical_url
 from monitor.extract import article_from_entry
-from monitor.fetch import MOVED_PERMANENTLY, HostLimiter, fetch_url, html_as_utf8
+from monitor.fetch import HostLimiter, fetch_url, html_as_utf8
 from monitor.ingest import AlreadyStored, Stored, ingest_article
 from monitor.models import Article, Fetched, FetchFailed, NotModified, ParsedFeed, ParseFailed, Skipped
 from monitor.parse import parse_feed
@@ -189,7 +189,7 @@ def _success_fields(result: FeedResult, policy: PollPolicy, added: int, now: dat
         "consecutive_errors": 0, "failing_since": None, "last_success": iso(now),
         "etag": outcome.etag, "last_modified": outcome.last_modified, "poll_interval": interval,
         "next_due": iso(max(plan.next_due, now + timedelta(seconds=interval))), "last_new_entry": iso(last_new)}
-    moved = outcome.headers.get(MOVED_PERMANENTLY)
+    moved = outcome.moved_to
     if moved and moved != state.poll_url:
         fields["url_effective"] = moved
         log.warning("feed moved permanently; polling the new address (update the config to make it official)",
