@@ -138,22 +138,18 @@ def run(ctx: click.Context, once: bool, due_only: bool) -> None:
 
 
 def _run_once(ctx: click.Context, settings: Settings, stop: threading.Event, *, due_only: bool = False) -> None:
-    store = Store.open(settings.database)
     progress = _PassProgress(ctx.obj.get("log_handler")) if _on_terminal() else None
-    try:
+    with Store.open(settings.database) as store, make_client(settings.fetch) as client:
         clusterer = build_clusterer(store, settings.cluster)
-        with make_client(settings.fetch) as client:
-            try:
-                report = run_pass(settings, store, clusterer, client, should_stop=stop.is_set, progress=progress,
-                                  due_only=due_only)
-            finally:
-                if progress:
-                    progress.close()
+        try:
+            report = run_pass(settings, store, clusterer, client, should_stop=stop.is_set, progress=progress,
+                              due_only=due_only)
+        finally:
+            if progress:
+                progress.close()
         click.echo(_summary(report, store))
         if settings.alerts or report.alerts.pending:
             click.echo(report.alerts.summary())
-    finally:
-        store.close()
 
 
 @cli.group()
@@ -168,12 +164,9 @@ def feeds() -> None:
 def feeds_list(ctx: click.Context, as_json: bool) -> None:
     """The configured feeds with their last poll's outcome."""
     settings = _settings(ctx)
-    store = Store.open(settings.database)
-    try:
+    with Store.open(settings.database) as store:
         store.sync_feeds(settings.feeds)
         rows = [r for r in store.feeds() if r["in_config"]]
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -192,11 +185,8 @@ def feeds_list(ctx: click.Context, as_json: bool) -> None:
 def feeds_enable(ctx: click.Context, url: str) -> None:
     """Re-enable a feed that was disabled (410 Gone, or failing too long); a running daemon needs a restart."""
     settings = _settings(ctx)
-    store = Store.open(settings.database)
-    try:
+    with Store.open(settings.database) as store:
         found = store.enable_feed(url)
-    finally:
-        store.close()
     if not found:
         raise click.ClickException(f"no such feed in the database: {url}")
     click.echo(f"enabled {url}")
@@ -262,11 +252,8 @@ def feeds_export(ctx: click.Context) -> None:
 def clusters(ctx: click.Context, limit: int) -> None:
     """The latest clusters with their sizes and titles."""
     settings = _settings(ctx)
-    store = Store.open(settings.database)
-    try:
+    with Store.open(settings.database) as store:
         rows = store.latest_clusters(limit)
-    finally:
-        store.close()
     if not rows:
         click.echo("no clusters yet: run `newsmonitor run --once`")
     for row in rows:
@@ -283,12 +270,9 @@ def clusters(ctx: click.Context, limit: int) -> None:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Feed health (last success, errors, next due, disabled), totals, last pass, is the daemon running."""
     settings = _settings(ctx)
-    store = Store.open(settings.database)
-    try:
+    with Store.open(settings.database) as store:
         store.sync_feeds(settings.feeds)
         report = status_report(store, settings.database)
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -353,11 +337,8 @@ def alerts_test(ctx: click.Context, rule_or_query: str, since: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     rule = resolve_rule(settings, rule_or_query)
-    store = Store.open(settings.database)
-    try:
+    with Store.open(settings.database) as store:
         matches = dry_run(settings, store, rule, since=window)
-    finally:
-        store.close()
     click.echo(f"{rule.name}: {len(matches)} matching clusters seen in the last {since}")
     for match in matches:
         click.echo(f"#{match.cluster_id}  {match.articles} articles, {match.sources} outlets: "
@@ -373,11 +354,8 @@ def alerts_test(ctx: click.Context, rule_or_query: str, since: str) -> None:
 def alerts_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """Recent alerts with their delivery status."""
     settings = _settings(ctx)
-    store = Store.open(settings.database)
-    try:
+    with Store.open(settings.database) as store:
         rows = store.recent_alerts(limit)
-    finally:
-        store.close()
     if as_json:
         for row in rows:
             row["matched_terms"] = json.loads(row["matched_terms"] or "[]")

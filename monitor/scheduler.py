@@ -127,8 +127,7 @@ def run_daemon(settings: Settings, stop: threading.Event) -> None:
 
 
 def _run_locked(settings: Settings, stop: threading.Event) -> None:
-    store = Store.open(settings.database)
-    try:
+    with Store.open(settings.database) as store:
         store.sync_feeds(settings.feeds)
         clusterer = build_clusterer(store, settings.cluster, window=timedelta(days=30))
         results: queue.Queue = queue.Queue()
@@ -148,8 +147,6 @@ def _run_locked(settings: Settings, stop: threading.Event) -> None:
             finally:
                 scheduler.shutdown(wait=True)
                 _drain(results, settings, store, clusterer)
-    finally:
-        store.close()
 
 
 def _drain(results: queue.Queue, settings: Settings, store: Store, clusterer: Clusterer) -> None:
