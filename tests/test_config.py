@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pydantic import BaseModel
 
 from monitor.cli import cli
 from monitor.errors import ConfigError
-from monitor.settings import load_settings
+from monitor.settings import Settings, load_settings
 
 
 def config_error(tmp_path: Path, text: str) -> str:
@@ -85,3 +86,20 @@ def test_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("database: not.db\nseeds_dir: null\n", encoding="utf-8")
     result = CliRunner().invoke(cli, ["--config", str(path), "run", "--once"])
     assert result.exit_code == 1 and "cannot use the database" in result.output
+
+
+def test_every_config_key_is_documented_in_the_readme() -> None:
+    """Docs never fall behind the settings: each key (and each section's keys) has a row in the README."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    missing = []
+    for name, field in Settings.model_fields.items():
+        if field.exclude:
+            continue
+        section = field.annotation
+        if name == "cluster":
+            assert "`cluster.*`" in readme
+        elif isinstance(section, type) and issubclass(section, BaseModel):
+            missing += [f"{name}.{key}" for key in section.model_fields if f"{name}.{key}" not in readme]
+        elif f"`{name}`" not in readme:
+            missing.append(name)
+    assert not missing, f"README's configuration table lacks: {missing}"
