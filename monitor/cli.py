@@ -94,6 +94,9 @@ def _progress_over(items: list[Any], label: str) -> Iterator[Iterable[Any]]:
             yield plain
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+
+
 @click.group()
 @click.version_option(__version__, prog_name="newsmonitor")
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG,
@@ -158,7 +161,7 @@ def feeds() -> None:
 
 
 @feeds.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+@json_option
 @click.pass_context
 @_fail_cleanly
 def feeds_list(ctx: click.Context, as_json: bool) -> None:
@@ -264,7 +267,7 @@ def clusters(ctx: click.Context, limit: int) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+@json_option
 @click.pass_context
 @_fail_cleanly
 def status(ctx: click.Context, as_json: bool) -> None:
@@ -348,7 +351,7 @@ def alerts_test(ctx: click.Context, rule_or_query: str, since: str) -> None:
 
 @alerts.command("list")
 @click.option("--limit", default=20, show_default=True, help="How many alerts, newest first.")
-@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+@json_option
 @click.pass_context
 @_fail_cleanly
 def alerts_list(ctx: click.Context, limit: int, as_json: bool) -> None:
