@@ -103,6 +103,11 @@ class ClusterParams(BaseModel):
         400, description="Terms kept per cluster centroid and signal (largest weights)."
     )
     shared_terms: int = Field(8, description="Number of explaining terms reported per join.")
+    max_words: int = Field(
+        400,
+        description="Only the title and the first this-many words of the text feed the "
+        "features: news states the event up front, and a bounded text bounds the cost.",
+    )
 
 
 @dataclass(frozen=True)
@@ -199,18 +204,33 @@ def _entities(text: str) -> list[str]:
     return out
 
 
+_CAP_WORD_NUM = re.compile(r"(?<![A-Za-z])([A-Z][A-Za-z]{2,8})(?![A-Za-z])(?:[^A-Za-z0-9]*(\d+))?")
+
+
 def _numbers(text: str) -> list[str]:
     """Numbers, years, month and weekday names, and 'month day' pairs."""
     out = [n.replace(",", "") for n in _NUMBER.findall(text)]
-    words = re.findall(r"[A-Za-z]+|\d+", text)
-    for i, w in enumerate(words):
+    for word, following in _CAP_WORD_NUM.findall(text):
         # Capitalised only: 'May' the month, not 'may' the verb.
-        low = w.lower()
-        if w[0].isupper() and low in _DATE_WORDS:
+        low = word.lower()
+        if low in _DATE_WORDS:
             out.append(low)
-            if low in _MONTHS and i + 1 < len(words) and words[i + 1].isdigit():
-                out.append(f"{low} {words[i + 1]}")
+            if following and low in _MONTHS:
+                out.append(f"{low} {following}")
     return out
+
+
+_TOKEN = re.compile(r"\S+")
+
+
+def _head(text: str, max_words: int) -> str:
+    """The text up to its ``max_words``-th whitespace-separated word (line breaks kept)."""
+    if max_words <= 0 or len(text) < 4 * max_words:  # too short to hold that many words
+        return text
+    for i, m in enumerate(_TOKEN.finditer(text), start=1):
+        if i == max_words:
+            return text[: m.end()]
+    return text
 
 
 def _title_is_caps(title: str) -> bool:
@@ -284,6 +304,9 @@ class Clusterer:
         self._cluster_heap: list[tuple[float, int]] = []
         self._now: float | None = None
         self._cache: tuple[Doc, _Features] | None = None
+        # IDF of the last decided doc, valid while no add() happened since (``_version``).
+        self._version = 0
+        self._idf_cache: tuple[int, _Features, dict[str, dict[str, float]]] | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -319,6 +342,9 @@ class Clusterer:
         f = self._features(doc)
         ts = self._ts(f)
         self._now = ts if self._now is None else max(self._now, ts)
+        # IDF as it will be once this doc is counted (memoised from decide() when possible).
+        idf = self._idf_for(f)
+        self._version += 1
         # Document frequencies first, so the centroid norm below uses IDF including this doc.
         terms = {
             "body": tuple(f.body),
@@ -335,7 +361,7 @@ class Clusterer:
         heapq.heappush(self._doc_heap, (ts, doc.id))
         if f.sig is not None:
             self._ndi.insert(doc.id, f.sig)
-        self._add_to_cluster(assignment.cluster_id, f, ts)
+        self._add_to_cluster(assignment.cluster_id, f, ts, idf)
         self._evict()
 
     # ------------------------------------------------------------------ features
@@ -344,7 +370,7 @@ class Clusterer:
         """Features of ``doc``; memoised for the decide()->add() pair on the same doc."""
         if self._cache is not None and self._cache[0] == doc:
             return self._cache[1]
-        title, text = doc.title or "", doc.text or ""
+        title, text = doc.title or "", _head(doc.text or "", self.params.max_words)
         full = f"{title}\n{text}" if text else title
         ent_src = text if (_title_is_caps(title) and text) else full
         if _title_is_caps(title) and not text:
@@ -370,7 +396,13 @@ class Clusterer:
     def _idf_for(self, f: _Features) -> dict[str, dict[str, float]]:
         """Smoothed IDF of the doc's own terms, counting the doc itself (as sklearn's
         ``smooth_idf``).  Counting the doc keeps cold start sane: with only two docs,
-        shared terms get weight 1 and unshared ones ~1.4, instead of undefined values."""
+        shared terms get weight 1 and unshared ones ~1.4, instead of undefined values.
+
+        These are exactly the values ``_idf_now`` gives once the doc is added, so
+        ``add`` right after ``decide`` reuses them (memoised per state version)."""
+        cached = self._idf_cache
+        if cached is not None and cached[0] == self._version and cached[1] is f:
+            return cached[2]
         n = self._n_docs + 1
         out: dict[str, dict[str, float]] = {}
         for table in ("body", "ents", "nums"):
@@ -378,6 +410,7 @@ class Clusterer:
             vec = f.body if table == "body" else f.ents if table == "ents" else f.nums
             terms = set(vec) | (set(f.title) if table == "body" else set())
             out[table] = {t: math.log((1 + n) / (2 + df.get(t, 0))) + 1.0 for t in terms}
+        self._idf_cache = (self._version, f, out)
         return out
 
     def _idf_now(self, table: str, term: str) -> float:
@@ -500,11 +533,9 @@ class Clusterer:
 
     # ------------------------------------------------------------------ state updates
 
-    def _add_to_cluster(self, cid: int, f: _Features, ts: float) -> None:
-        idf = {
-            table: {t: self._idf_now(table, t) for t in getattr(f, table)}
-            for table in ("body", "ents", "nums")
-        }
+    def _add_to_cluster(
+        self, cid: int, f: _Features, ts: float, idf: dict[str, dict[str, float]]
+    ) -> None:
         c = self._clusters.get(cid)
         if c is None:
             c = _Cluster(cid, ts, ts)
