@@ -233,6 +233,12 @@ def _head(text: str, max_words: int) -> str:
     return text
 
 
+def _cosine(qv: dict[str, float], cen: dict[str, float], cen_norm_sq: float) -> float:
+    """Cosine of a query vector (IDF folded in, see ``Clusterer._query``) and a centroid."""
+    get = cen.get
+    return sum(x * get(t, 0.0) for t, x in qv.items()) / (math.sqrt(cen_norm_sq) or 1.0)
+
+
 def _title_is_caps(title: str) -> bool:
     """Title Case headlines capitalise every word, so capitalisation says nothing there."""
     words = [w for w in title.split() if w[:1].isalpha()]
@@ -504,9 +510,7 @@ class Clusterer:
             weight = weights[sig]
             if not cen or weight <= 0:
                 continue
-            get = cen.get
-            dot = sum(x * get(t, 0.0) for t, x in qv.items())
-            total += weight * dot / (math.sqrt(c.norm_sq[sig]) or 1.0)
+            total += weight * _cosine(qv, cen, c.norm_sq[sig])
             wsum += weight
         score = total / wsum if wsum else 0.0
         # Years are the cheapest tell between a recurring kind of event and its repeat
@@ -572,8 +576,28 @@ class Clusterer:
             c.keys.add(key)
             if len(posting) > self.params.posting_cap:
                 posting.popitem(last=False)
+        if len(c.keys) > 4 * self.params.centroid_terms:
+            self._prune_keys(c)
         c.years.update(f.years)
         heapq.heappush(self._cluster_heap, (c.last_ts, cid))
+
+    def _prune_keys(self, c: _Cluster) -> None:
+        """Unindex a long-lived cluster's keys that fell out of its centroid.
+
+        A running story keeps a cluster alive for as long as reports arrive; without this
+        its index keys (and posting entries) would grow with every report, so memory and
+        candidate votes would grow with the stream instead of the window.  Keys still in
+        the (pruned) body or entity centroid stay: they are what the story is about now.
+        """
+        body, ents = c.centroid.get("body", {}), c.centroid.get("ents", {})
+        drop = [k for k in c.keys if (k[1:] not in ents if k.startswith("@") else k not in body)]
+        for key in drop:
+            c.keys.discard(key)
+            posting = self._postings.get(key)
+            if posting is not None:
+                posting.pop(c.id, None)
+                if not posting:
+                    del self._postings[key]
 
     def _evict(self) -> None:
         """Forget docs and clusters older than the window, keeping memory bounded."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, _head
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
@@ -203,3 +203,52 @@ def test_missing_published_uses_latest_time_seen() -> None:
     late = Doc(id=3, title="Flood in Valparaiso", text="Heavy rain flooded Valparaiso on Monday.",
                published=None, source="x")
     assert c.decide(late).cluster_id == 1
+
+
+def test_head_keeps_the_first_words_and_line_breaks() -> None:
+    text = "\n".join(f"line{i} word{i}" for i in range(500))
+    head = _head(text, 400)
+    assert len(head.split()) == 400
+    assert head.startswith("line0 word0\nline1 word1\n")
+    assert _head("short text", 400) == "short text"
+    assert _head(text, 0) == text
+
+
+def test_features_ignore_text_beyond_max_words() -> None:
+    """Long pages cost no more than their first ``max_words`` words, and a tail differs nothing."""
+    lead = "Flood in Valparaiso. Heavy rain flooded Valparaiso on Monday, said mayor Jorge Sharp. " * 20
+    a = Doc(1, "Flood in Valparaiso", lead + " Unrelated tail about Renault Flins strikes. " * 200, DAY, "a")
+    b = Doc(2, "Flood in Valparaiso", lead + " Other tail about Senate budget votes. " * 200, DAY, "b")
+    c = Clusterer(ClusterParams(max_words=200))
+    fa, fb = c._features(a), c._features(b)
+    assert fa.body == fb.body and fa.ents == fb.ents
+    assert "renault" not in fa.ents
+
+
+def test_add_after_decide_equals_add_alone() -> None:
+    """``add`` reuses the IDF computed by ``decide``; the state must be what a replay builds."""
+    docs = _synthetic_stream(24)
+    live = Clusterer(ClusterParams())
+    assignments = _run(live, docs)
+    replay = Clusterer(ClusterParams())
+    for d, a in zip(docs, assignments, strict=True):
+        replay.add(d, a)
+    for cid, cl in live._clusters.items():
+        other = replay._clusters[cid]
+        assert cl.centroid == other.centroid
+        assert cl.norm_sq == pytest.approx(other.norm_sq)
+
+
+def test_index_keys_of_a_running_story_stay_bounded() -> None:
+    """A story that keeps receiving reports must not grow its index keys without bound."""
+    params = ClusterParams(centroid_terms=20, salient_terms=5, threshold=0.0)
+    c = Clusterer(params)
+    docs = [Doc(id=i, title="Flood in Valparaiso",
+                text=f"Heavy rain flooded Valparaiso, said mayor Jorge Sharp. Extra word{i}a word{i}b "
+                     f"word{i}c Place{i}x Person{i}y.",
+                published=DAY + timedelta(minutes=i), source="s") for i in range(1, 201)]
+    res = _run(c, docs)
+    assert {a.cluster_id for a in res} == {1}
+    cl = c._clusters[1]
+    assert len(cl.keys) <= 4 * params.centroid_terms + 2 * params.salient_terms
+    assert sum(1 for p in c._postings.values() if 1 in p) == len(cl.keys)
