@@ -14,7 +14,15 @@ How a decision is made (``Clusterer.decide``):
 
 State is kept in memory and bounded: documents and clusters older than the time
 window (relative to the newest date seen) are evicted, including their document
-frequencies, so IDF describes the recent stream.
+frequencies, so IDF describes the recent stream.  A cluster that stays alive because
+reports keep arriving unindexes keys that left its pruned centroid, so its index entries
+do not grow with the story.  Features read only the title and the first ``max_words``
+words of the text, so a very long page costs no more than a normal article.
+
+Weights: hand-set, then checked against a logistic model fitted on teacher-forced
+(doc, cluster) pairs of the ECB+ dev topics (``bench/cluster_fit.py``): the fitted
+weights did not beat these defaults online beyond order noise, so the simpler,
+explainable values stay.
 
 Determinism: the decision depends only on the docs added so far, in the order they
 were added; ties are broken by cluster id.  Input order does matter, as in any
