@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -25,17 +25,16 @@ from monitor import __version__
 from monitor.alerts import dry_run, parse_since, resolve_rule
 from monitor.errors import MonitorError
 from monitor.feedsfile import add_feeds, read_opml, write_opml
-from monitor.fetch import make_client
-from monitor.ingest import build_clusterer
 from monitor.lock import InstanceLock
 from monitor.logs import configure_logging
-from monitor.pipeline import PassReport, run_pass
-from monitor.scheduler import run_daemon
 from monitor.settings import DEFAULT_CONFIG, FeedConfig, Settings, describe_validation_error, load_settings
 from monitor.status import StatusReport, status_report
 from monitor.store import Store
 from monitor.web import datasette_command
 from monitor.web import serve as serve_datasette
+
+if TYPE_CHECKING:
+    from monitor.pipeline import PassReport
 
 
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -134,6 +133,8 @@ def run(ctx: click.Context, once: bool, due_only: bool) -> None:
     settings = _settings(ctx)
     stop = _stop_on_signals()
     if not once:
+        from monitor.scheduler import run_daemon  # the stages load only for the commands that run them
+
         run_daemon(settings, stop)
         return
     with InstanceLock(settings.database):
@@ -141,6 +142,10 @@ def run(ctx: click.Context, once: bool, due_only: bool) -> None:
 
 
 def _run_once(ctx: click.Context, settings: Settings, stop: threading.Event, *, due_only: bool = False) -> None:
+    from monitor.fetch import make_client
+    from monitor.ingest import build_clusterer
+    from monitor.pipeline import run_pass
+
     progress = _PassProgress(ctx.obj.get("log_handler")) if _on_terminal() else None
     with Store.open(settings.database) as store, make_client(settings.fetch) as client:
         clusterer = build_clusterer(store, settings.cluster)

@@ -41,81 +41,12 @@ from datetime import datetime
 from functools import lru_cache
 
 from datasketch import MinHash
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from monitor.cluster_params import ClusterParams  # re-exported: part of this module's interface
 from monitor.dedup import NearDuplicateIndex
 
 _DAY = 86400.0
-
-
-class ClusterParams(BaseModel):
-    """Every threshold and weight of the clusterer; defaults are tuned on ECB+ topics 1-25."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    threshold: float = Field(
-        0.25, description="Minimum combined similarity for joining an existing cluster."
-    )
-    w_body: float = Field(
-        0.5, description="Weight of body TF-IDF cosine: what the story is about, in its words."
-    )
-    w_title: float = Field(
-        0.3, description="Weight of title TF-IDF cosine: headlines name the event compactly."
-    )
-    w_entities: float = Field(
-        1.0,
-        description="Weight of named-entity cosine: who/where separates same-kind events.",
-    )
-    w_numbers: float = Field(
-        0.5,
-        description="Weight of numbers/dates cosine: counts, years and dates separate "
-        "otherwise similar events.",
-    )
-    year_conflict_penalty: float = Field(
-        0.1,
-        description="Score subtracted when doc and cluster both mention years but none in "
-        "common.",
-    )
-    time_scale_hours: float = Field(
-        72.0,
-        description="Time gap (hours) between an article and a cluster's span at which the "
-        "time penalty reaches its full value.",
-    )
-    time_penalty: float = Field(
-        0.15, description="Score subtracted at (and beyond) time_scale_hours of distance."
-    )
-    window_days: float = Field(
-        7.0,
-        description="Only clusters active within this many days are candidates; older "
-        "docs/clusters are evicted from memory.",
-    )
-    near_dup_threshold: float = Field(
-        0.5, description="Estimated Jaccard of word shingles from which a doc is a near-duplicate."
-    )
-    num_perm: int = Field(128, description="MinHash permutations (accuracy vs. speed).")
-    shingle_size: int = Field(3, description="Words per shingle for near-duplicate detection.")
-    salient_terms: int = Field(
-        20, description="Top TF-IDF body terms per doc used as inverted-index keys."
-    )
-    max_candidates: int = Field(
-        15, description="Clusters scored per article (best by inverted-index overlap)."
-    )
-    query_terms: int = Field(
-        120, description="Heaviest terms per signal of a doc compared against candidates."
-    )
-    posting_cap: int = Field(
-        64, description="Clusters kept per index term (most recently updated first)."
-    )
-    centroid_terms: int = Field(
-        400, description="Terms kept per cluster centroid and signal (largest weights)."
-    )
-    shared_terms: int = Field(8, description="Number of explaining terms reported per join.")
-    max_words: int = Field(
-        400,
-        description="Only the title and the first this-many words of the text feed the "
-        "features: news states the event up front, and a bounded text bounds the cost.",
-    )
 
 
 @dataclass(frozen=True)

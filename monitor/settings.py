@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from monitor.cluster import ClusterParams
+from monitor.cluster_params import ClusterParams
 from monitor.errors import ConfigError, QueryError
 from monitor.query import parse_query
 
