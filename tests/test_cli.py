@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -15,7 +11,7 @@ from pytest_httpserver import HTTPServer
 
 from monitor.cli import cli
 from monitor.settings import load_settings
-from tests.conftest import ROOT, fixture_text, write_config
+from tests.conftest import ROOT, write_config
 
 COMMENTED = """\
 # my monitor
@@ -103,38 +99,3 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         assert command.help, name
     for command in commands:
         assert f"newsmonitor {command}" in readme, f"README does not document `newsmonitor {command}`"
-
-
-def test_daemon_stops_cleanly_on_sigterm(tmp_path: Path, seeds_dir: Path, web: HTTPServer) -> None:
-    base = web.url_for("").rstrip("/")
-    web.expect_request("/rss.xml").respond_with_data(fixture_text("rss2.xml", base),
-                                                     content_type="application/rss+xml")
-    web.expect_request("/budget").respond_with_data(fixture_text("pages/budget.html"), content_type="text/html")
-    web.expect_request("/quake-a").respond_with_data(fixture_text("pages/quake-a.html"), content_type="text/html")
-    config = write_config(tmp_path, feeds=[{"url": f"{base}/rss.xml", "interval": 3600}],
-                          schedule={"jitter": 0})
-    process = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 30
-        database = tmp_path / "monitor.db"
-        while time.monotonic() < deadline:
-            if database.exists() and _articles(database) >= 4:
-                break
-            time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        process.kill()
-    assert process.returncode == 0, stderr
-    assert "daemon stopped" in stderr
-    assert _articles(tmp_path / "monitor.db") == 4
-
-
-def _articles(database: Path) -> int:
-    with sqlite3.connect(database) as conn:
-        try:
-            return conn.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
