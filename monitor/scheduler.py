@@ -129,7 +129,7 @@ def run_daemon(settings: Settings, stop: threading.Event) -> None:
 def _run_locked(settings: Settings, stop: threading.Event) -> None:
     with Store.open(settings.database) as store:
         store.sync_feeds(settings.feeds)
-        clusterer = build_clusterer(store, settings.cluster, window=timedelta(days=30))
+        clusterer = build_clusterer(store, settings.cluster)
         results: queue.Queue = queue.Queue()
         with make_client(settings.fetch) as client:
             scheduler = build_scheduler(settings, store, results, client)

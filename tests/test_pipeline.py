@@ -114,3 +114,20 @@ def test_empty_texts_are_not_duplicates_and_future_dates_are_capped(tmp_path: Pa
     assert isinstance(ingest_article(store, clusterer, first), AlreadyStored)
     published = next(store.db.query("SELECT published FROM articles WHERE id = 2"))["published"]
     assert published == "2024-03-05T12:00:00+00:00"
+
+
+def test_a_restart_remembers_stored_clusters(tmp_path: Path, seeds_dir: Path) -> None:
+    """The second seed arrives after a restart: the replayed clusterer still puts it with the first."""
+    later = tmp_path / "later"
+    later.mkdir()
+    second = sorted(seeds_dir.iterdir())[1]
+    second.rename(later / second.name)
+    config = write_config(tmp_path)
+    store, _ = run_once(config)
+    assert store.count("articles") == 1
+    store.close()
+    (later / second.name).rename(second)
+    store, report = run_once(config)
+    assert report.seeds.added == 1 and report.seeds.new_clusters == 0
+    assert store.count("clusters") == 1
+    assert {r["cluster_id"] for r in store.db.query("SELECT cluster_id FROM articles")} == {1}
