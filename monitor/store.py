@@ -230,15 +230,23 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic unit of work; rolled back on any exception (including KeyboardInterrupt)."""
+        """One atomic unit of work; rolled back on any exception (including KeyboardInterrupt).
+
+        SQLite's own failures (a full disk, a locked or damaged file) leave as one
+        StoreError naming the file, after the rollback, so the CLI can say so in a
+        line; constraint violations are our bugs and stay what they are.
+        """
         conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             yield
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
+                raise StoreError(f"{self.path}: {exc}") from exc
             raise
-        conn.execute("COMMIT")
 
     # -- feeds --------------------------------------------------------------------------------
 

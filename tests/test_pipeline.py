@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cluster import ClusterParams
+from monitor.errors import StoreError
 from monitor.fetch import make_client
 from monitor.ingest import AlreadyStored, Stored, build_clusterer, ingest_article
 from monitor.models import Article
@@ -131,3 +132,27 @@ def test_a_restart_remembers_stored_clusters(tmp_path: Path, seeds_dir: Path) ->
     assert report.seeds.added == 1 and report.seeds.new_clusters == 0
     assert store.count("clusters") == 1
     assert {r["cluster_id"] for r in store.db.query("SELECT cluster_id FROM articles")} == {1}
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path, seeds_dir: Path) -> None:
+    """SQLite's own "database or disk is full" (forced with max_page_count) stops the pass cleanly."""
+    for index in range(40):
+        body = " ".join(f"word{index}x{n} filler text about topic {index}" for n in range(300))
+        (seeds_dir / f"extra_{index:02}.txt").write_text(f"Headline number {index} here\n\n{body}\n", encoding="utf-8")
+    config = write_config(tmp_path)
+    settings = load_settings(config)
+    store = Store.open(settings.database)
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages + 60}")
+    clusterer = build_clusterer(store, settings.cluster)
+    with make_client(settings.fetch) as client, pytest.raises(StoreError, match="database or disk is full"):
+        run_pass(settings, store, clusterer, client)
+    stored = store.count("articles")
+    store.close()
+    assert 0 < stored < 42, stored
+    store = Store.open(settings.database)
+    assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert store.db.execute("SELECT COUNT(*) FROM articles WHERE cluster_id IS NULL").fetchone()[0] == 0
+    store.close()
+    store, report = run_once(config)
+    assert report.seeds.added == 42 - stored and store.count("articles") == 42
