@@ -248,6 +248,17 @@ class Store:
                 raise StoreError(f"{self.path}: {exc}") from exc
             raise
 
+    def _insert(self, table: str, row: dict[str, Any], *, on_conflict: str = "") -> sqlite3.Cursor:
+        """INSERT one row given as a dict (raw SQL: safe inside our transactions)."""
+        columns = ", ".join(f"[{c}]" for c in row)
+        marks = ", ".join("?" for _ in row)
+        return self.db.execute(f"INSERT INTO [{table}] ({columns}) VALUES ({marks}) {on_conflict}",
+                               list(row.values()))
+
+    def _update(self, table: str, row_id: int, fields: dict[str, Any]) -> None:
+        assignments = ", ".join(f"[{name}] = ?" for name in fields)
+        self.db.execute(f"UPDATE [{table}] SET {assignments} WHERE id = ?", [*fields.values(), row_id])
+
     # -- feeds --------------------------------------------------------------------------------
 
     def sync_feeds(self, feeds: Sequence[FeedConfig]) -> None:
@@ -269,9 +280,8 @@ class Store:
         """Record a poll's outcome; callers pass only the columns that changed."""
         if not fields:
             return
-        assignments = ", ".join(f"[{name}] = ?" for name in fields)
         with self.transaction():
-            self.db.execute(f"UPDATE feeds SET {assignments} WHERE id = ?", [*fields.values(), feed_id])
+            self._update("feeds", feed_id, fields)
 
     def feeds(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM feeds ORDER BY id"))
@@ -303,7 +313,7 @@ class Store:
     # -- articles -----------------------------------------------------------------------------
 
     def find_duplicate(
-        self, *, canonical_url: str | None, guid: str | None, content_hash: str
+        self, *, canonical_url: str | None, guid: str | None, content_hash: str | None
     ) -> tuple[int, str] | None:
         """An already stored article with the same canonical URL, GUID or text hash, and which key matched."""
         checks = (("canonical url", "canonical_url", canonical_url), ("guid", "guid", guid),
@@ -324,14 +334,10 @@ class Store:
         return row is not None
 
     def insert_article(self, row: dict[str, Any]) -> int:
-        columns = ", ".join(f"[{c}]" for c in row)
-        marks = ", ".join("?" for _ in row)
-        cursor = self.db.execute(f"INSERT INTO articles ({columns}) VALUES ({marks})", list(row.values()))
-        return cursor.lastrowid
+        return self._insert("articles", row).lastrowid
 
     def set_article_cluster(self, article_id: int, **fields: Any) -> None:
-        assignments = ", ".join(f"[{name}] = ?" for name in fields)
-        self.db.execute(f"UPDATE articles SET {assignments} WHERE id = ?", [*fields.values(), article_id])
+        self._update("articles", article_id, fields)
 
     def ensure_cluster(self, cluster_id: int, *, title: str) -> None:
         """A new cluster is named after its first article."""
@@ -380,10 +386,8 @@ class Store:
     # -- runs and reports ---------------------------------------------------------------------
 
     def record_run(self, row: dict[str, Any]) -> int:
-        columns = ", ".join(f"[{c}]" for c in row)
-        marks = ", ".join("?" for _ in row)
         with self.transaction():
-            return self.db.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", list(row.values())).lastrowid
+            return self._insert("runs", row).lastrowid
 
     def latest_clusters(self, limit: int = 20) -> list[dict[str, Any]]:
         return list(self.db.query(
@@ -443,11 +447,7 @@ class Store:
         ids = []
         with self.transaction():
             for row in rows:
-                columns = ", ".join(f"[{c}]" for c in row)
-                marks = ", ".join("?" for _ in row)
-                cursor = self.db.execute(
-                    f"INSERT INTO alerts ({columns}) VALUES ({marks}) ON CONFLICT(rule, cluster_id, step) DO NOTHING",
-                    list(row.values()))
+                cursor = self._insert("alerts", row, on_conflict="ON CONFLICT(rule, cluster_id, step) DO NOTHING")
                 if cursor.rowcount:
                     ids.append(cursor.lastrowid)
             if watermark is not None:
@@ -465,8 +465,7 @@ class Store:
         """Record one delivery attempt's outcome for the alerts it carried, atomically."""
         with self.transaction():
             for alert_id, fields in updates:
-                assignments = ", ".join(f"[{name}] = ?" for name in fields)
-                self.db.execute(f"UPDATE alerts SET {assignments} WHERE id = ?", [*fields.values(), alert_id])
+                self._update("alerts", alert_id, fields)
 
     def recent_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
         return list(self.db.query(
