@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
 from monitor.dedup import canonical_url, content_hash
 from monitor.models import Article
-from monitor.store import Store, iso
+from monitor.store import Store, iso, parse_iso
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,6 @@ def ingest_article(
     return Stored(article_id, assignment.cluster_id, assignment.is_new_cluster, assignment.duplicate_of)
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 def build_clusterer(store: Store, params: ClusterParams, *, window: timedelta | None = None) -> Clusterer:
     """A clusterer that remembers what is stored: replays stored assignments in id order.
 
@@ -117,7 +113,7 @@ def build_clusterer(store: Store, params: ClusterParams, *, window: timedelta | 
     clusterer = Clusterer(params)
     since = iso(datetime.now(UTC) - (window or timedelta(days=params.window_days)))
     for row in store.articles_for_clusterer(since):
-        when = _parse_time(row["published"]) or _parse_time(row["fetched_at"])
+        when = parse_iso(row["published"]) or parse_iso(row["fetched_at"])
         doc = _doc(row["id"], row["title"] or "", row["text"] or "", when, row["source"] or "")
         assignment = Assignment(
             cluster_id=row["cluster_id"] if row["cluster_id"] is not None else row["id"],

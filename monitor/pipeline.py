@@ -29,7 +29,7 @@ from monitor.parse import parse_feed
 from monitor.politeness import PollHints, PollPolicy, RobotsCache, hints_from_response, parse_retry_after
 from monitor.seeds import read_seeds
 from monitor.settings import FeedConfig, FetchSettings, ScheduleSettings, Settings
-from monitor.store import FeedState, Store, StoreReader, iso, now_iso
+from monitor.store import FeedState, Store, StoreReader, iso, now_iso, parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -142,21 +142,11 @@ def _entry_articles(client: httpx.Client, parsed: ParsedFeed, state: FeedState, 
     return results
 
 
-def next_due(interval: float, consecutive_errors: int, schedule: ScheduleSettings) -> str:
-    """Exponential backoff per feed, capped: a failing site is asked less and less often."""
-    delay = PollPolicy.from_settings(schedule).error_delay(interval, consecutive_errors)
-    return iso(datetime.now(UTC) + timedelta(seconds=delay))
-
-
-def _when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 def _failure_fields(result: FeedResult, policy: PollPolicy, now: datetime) -> dict[str, object]:
     """Back off (honouring Retry-After); disable on 410 or after failing for ``disable_after``."""
     state, outcome = result.state, result.outcome
     errors = state.consecutive_errors + 1
-    failing_since = _when(state.failing_since) or now
+    failing_since = parse_iso(state.failing_since) or now
     headers = getattr(outcome, "headers", None) or {}
     plan = policy.failure(result.feed.interval, errors, status=getattr(outcome, "status", None),
                           reason=outcome.reason, retry_after=parse_retry_after(headers.get("retry-after"), now),
@@ -175,7 +165,7 @@ def _failure_fields(result: FeedResult, policy: PollPolicy, now: datetime) -> di
 def _success_fields(result: FeedResult, policy: PollPolicy, added: int, now: datetime) -> dict[str, object]:
     """Adaptive interval: server hints and how long the feed has been quiet may lengthen it."""
     state, outcome = result.state, result.outcome
-    last_new = now if added else _when(state.last_new_entry)
+    last_new = now if added else parse_iso(state.last_new_entry)
     quiet_for = (now - last_new).total_seconds() if last_new else None
     plan = policy.success(result.feed.interval, result.hints, quiet_for=quiet_for, now=now)
     interval = plan.interval

@@ -39,6 +39,14 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
 
 
+def parse_iso(value: str | None) -> datetime | None:
+    """The inverse of :func:`iso`; None (or a malformed value from a hand-edited row) gives None."""
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
 def _migration_1_initial(db: sqlite_utils.Database) -> None:
     db["feeds"].create(
         {
