@@ -336,10 +336,7 @@ class Store:
 
     def has_url(self, canonical_url: str | None) -> bool:
         """Is an article with this canonical URL stored? Seed files already stored are skipped unread."""
-        if not canonical_url:
-            return False
-        row = self.db.execute("SELECT 1 FROM articles WHERE canonical_url = ? LIMIT 1", [canonical_url]).fetchone()
-        return row is not None
+        return self.find_duplicate(canonical_url=canonical_url, guid=None, content_hash=None) is not None
 
     def insert_article(self, row: dict[str, Any]) -> int:
         return self._insert("articles", row).lastrowid
