@@ -183,31 +183,33 @@ def _pipeline_available() -> bool:
 def run_direct(items: Sequence[Item], params: ClusterParams) -> list[int]:
     """Stream items through ``Clusterer`` only (ids are 1..n in stream order)."""
     clusterer = Clusterer(params)
-    out = []
+    out: dict[int, int] = {}
     for i, it in enumerate(items, start=1):
         doc = Doc(id=i, title=it.title, text=it.text, published=it.published, source=it.source)
         a = clusterer.decide(doc)
         clusterer.add(doc, a)
-        out.append(a.cluster_id)
-    return out
+        out[i] = a.cluster_id
+        if a.split is not None:  # a revision moves earlier docs too
+            out.update(dict.fromkeys(a.split.moved, a.split.new_cluster_id))
+    return list(out.values())
 
 
 def run_pipeline(items: Sequence[Item], params: ClusterParams) -> list[int]:
     """Stream items through the daemon's ``ingest_article`` into a temporary SQLite store.
 
-    An exact duplicate (``AlreadyStored``) is placed in the cluster of the stored copy,
-    which is what a reader of the database would see.
+    Each item's cluster is read back from the database at the end, as a reader of it
+    would see it (splits move earlier articles); an exact duplicate (``AlreadyStored``)
+    counts in the cluster of the stored copy.
     """
     from monitor.models import Article
     from monitor.pipeline import ingest_article
     from monitor.store import Store
 
-    out: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp) / "eval.sqlite")
         clusterer = Clusterer(params)
-        cluster_of: dict[int, int] = {}
         try:
+            article_ids = []
             for it in items:
                 art = Article(
                     url=f"https://{it.source}.example/{it.key}",
@@ -219,19 +221,11 @@ def run_pipeline(items: Sequence[Item], params: ClusterParams) -> list[int]:
                     fetched_at=it.published,
                     extraction="text-file",
                 )
-                res = ingest_article(store, clusterer, art)
-                cid = getattr(res, "cluster_id", None)
-                art_id = getattr(res, "article_id", None)
-                if cid is None and art_id is not None:
-                    cid = cluster_of.get(art_id)
-                if cid is None:
-                    cid = -len(out) - 1
-                if art_id is not None:
-                    cluster_of.setdefault(art_id, cid)
-                out.append(cid)
+                article_ids.append(ingest_article(store, clusterer, art).article_id)
+            cluster_of = dict(store.db.execute("SELECT id, cluster_id FROM articles").fetchall())
         finally:
             store.close()
-    return out
+    return [cluster_of[a] for a in article_ids]
 
 
 def evaluate(
@@ -289,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], help="override a param: name=value")
     args = ap.parse_args(argv)
 
-    overrides = {k: float(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = {k: (int(v) if v.isdigit() else float(v)) for k, v in (s.split("=", 1) for s in args.set)}
     params = ClusterParams(**overrides)
     if args.dataset in ("ecb", "all"):
         topics = [int(t) for t in args.topics.split(",")] if args.topics else None

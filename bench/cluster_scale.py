@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], help="override a param: name=value")
     args = ap.parse_args(argv)
 
-    overrides = {k: float(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = {k: (int(v) if v.isdigit() else float(v)) for k, v in (s.split("=", 1) for s in args.set)}
     texts = load_texts(args.data)
     print(f"{len(texts)} base texts; streaming {args.n} articles")
     clusterer = Clusterer(ClusterParams(**overrides))
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     window = 1000
     times: list[float] = []
     cpu: list[float] = []
-    copies = flagged = new_clusters = 0
+    copies = flagged = new_clusters = splits = 0
     total = total_cpu = 0.0
     for doc, is_copy in stream(texts, args.n, args.dup_rate, args.per_day):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         copies += is_copy
         flagged += is_copy and a.duplicate_of is not None
         new_clusters += a.is_new_cluster
+        splits += a.split is not None
         if len(times) in checkpoints:
             recent, recent_cpu = times[-window:], cpu[-window:]
             print(
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"overall {len(times) / total:.0f} articles/s wall, {len(times) / total_cpu:.0f} articles/s CPU "
         f"(clustering stage), "
-        f"{new_clusters} clusters created, copies flagged as near-duplicates "
+        f"{new_clusters} clusters created, {splits} split, copies flagged as near-duplicates "
         f"{flagged}/{copies}, peak RSS {rss_mb:.0f} MB"
     )
     return 0

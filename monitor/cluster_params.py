@@ -17,7 +17,17 @@ class ClusterParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     threshold: float = Field(
-        0.25, description="Minimum combined similarity for joining an existing cluster."
+        0.22,
+        description="Minimum combined similarity for a full report to join an existing "
+        "cluster; lower than alone it would be, because split checks repair wrong joins.",
+    )
+    short_threshold: float = Field(
+        0.25,
+        description="Joining threshold for headline-only items (under long_text_words "
+        "words of text): their cosines are noisy and no split check can repair a wrong join.",
+    )
+    long_text_words: int = Field(
+        15, ge=0, description="Words of body text from which an item is a full report."
     )
     w_body: float = Field(
         0.5, description="Weight of body TF-IDF cosine: what the story is about, in its words."
@@ -71,6 +81,16 @@ class ClusterParams(BaseModel):
     )
     centroid_terms: int = Field(
         400, description="Terms kept per cluster centroid and signal (largest weights)."
+    )
+    split_ratio: float = Field(
+        0.7,
+        description="A cluster splits in two when the mean similarity across its two "
+        "average-link groups is at most this share of the mean within the looser group "
+        "(0 turns split checks off).",
+    )
+    split_min_part: int = Field(3, ge=1, description="Reports each group needs before a split.")
+    split_max_docs: int = Field(
+        64, ge=4, description="Most recent reports of a cluster compared in a split check."
     )
     shared_terms: int = Field(8, description="Number of explaining terms reported per join.")
     max_words: int = Field(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, Split
 from monitor.dedup import canonical_url, content_hash
 from monitor.models import Article
 from monitor.store import Store, iso, parse_iso
@@ -25,6 +25,7 @@ class Stored:
     cluster_id: int
     is_new_cluster: bool
     duplicate_of: int | None
+    split: Split | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,26 @@ def ingest_article(
             assignment.cluster_id,
             keywords=matched_keywords(keywords, f"{article.title}\n{article.text}"),
         )
+        if assignment.split is not None:
+            _store_split(store, assignment.split, keywords)
     clusterer.add(doc, assignment)
-    return Stored(article_id, assignment.cluster_id, assignment.is_new_cluster, assignment.duplicate_of)
+    return Stored(
+        article_id, assignment.final_cluster_of(article_id), assignment.is_new_cluster,
+        assignment.duplicate_of, assignment.split,
+    )
+
+
+def _store_split(store: Store, split: Split, keywords: Sequence[str]) -> None:
+    """Move the split-off articles to their new cluster, in the article's own transaction.
+
+    Each article keeps the score and shared terms of the join it made; both clusters'
+    statistics, titles and tracked keywords are recomputed from what they now hold.
+    """
+    store.ensure_cluster(split.new_cluster_id, title="")
+    store.move_articles(split.moved, split.new_cluster_id)
+    for cluster_id in (split.cluster_id, split.new_cluster_id):
+        found = {k for text in store.cluster_texts(cluster_id) for k in matched_keywords(keywords, text)}
+        store.refresh_cluster(cluster_id, keywords=sorted(found), replace_keywords=True)
 
 
 def build_clusterer(store: Store, params: ClusterParams, *, window: timedelta | None = None) -> Clusterer:

@@ -43,6 +43,7 @@ class Counts:
     already_stored: int = 0
     skipped: int = 0
     new_clusters: int = 0
+    splits: int = 0  # clusters the clusterer found to hold two events and split
 
     def count(self, outcome: Stored | AlreadyStored | Skipped) -> None:
         if isinstance(outcome, Skipped):
@@ -53,6 +54,7 @@ class Counts:
             self.added += 1
             self.duplicates += outcome.duplicate_of is not None
             self.new_clusters += outcome.is_new_cluster
+            self.splits += outcome.split is not None
 
     def merge(self, other: Counts) -> None:
         for name in vars(self):

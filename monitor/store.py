@@ -350,14 +350,31 @@ class Store:
             "INSERT INTO clusters (id, title) VALUES (?, ?) ON CONFLICT(id) DO NOTHING", [cluster_id, title]
         )
 
-    def refresh_cluster(self, cluster_id: int, *, keywords: Sequence[str] = ()) -> None:
+    def move_articles(self, article_ids: Sequence[int], cluster_id: int) -> None:
+        """Re-home articles after the clusterer split their cluster (callers refresh both clusters)."""
+        for start in range(0, len(article_ids), 500):
+            chunk = list(article_ids[start:start + 500])
+            self.db.execute(
+                f"UPDATE articles SET cluster_id = ? WHERE id IN ({', '.join('?' * len(chunk))})",
+                [cluster_id, *chunk])
+
+    def cluster_texts(self, cluster_id: int) -> list[str]:
+        """Title and text of each article of a cluster, to recompute its tracked keywords."""
+        return [f"{title or ''}\n{text or ''}" for title, text in self.db.execute(
+            "SELECT title, text FROM articles WHERE cluster_id = ? ORDER BY id", [cluster_id])]
+
+    def refresh_cluster(
+        self, cluster_id: int, *, keywords: Sequence[str] = (), replace_keywords: bool = False
+    ) -> None:
         """Recompute a cluster's statistics from its articles (duplicates count once in ``size``).
 
         The title is the earliest original article's headline; a title longer than
         ``HEADLINE_CHARS`` is usually a first sentence standing in for a missing
         headline, so a real headline from a later report is preferred to it.
+        ``keywords`` are added to the cluster's tracked terms, or replace them after a
+        split (when articles left the cluster).
         """
-        existing = json.loads(
+        existing = [] if replace_keywords else json.loads(
             self.db.execute("SELECT keywords FROM clusters WHERE id = ?", [cluster_id]).fetchone()[0] or "[]"
         )
         merged = sorted(set(existing) | set(keywords), key=str.casefold)
