@@ -9,8 +9,18 @@ How a decision is made (``Clusterer.decide``):
    and entities (posting lists capped to the most recently updated clusters), limited
    to clusters whose time span is within ``window_days`` of the article.  Nothing
    scans all clusters, so the cost per article does not grow with the store.
-3. Each candidate gets a score that mixes several signals (see ``_Signals``), and
-   the article joins the best one if the score reaches ``threshold``.
+3. Each candidate gets a score that mixes several signals (see ``_score``), and
+   the article joins the best one if the score reaches ``threshold`` (a full report)
+   or ``short_threshold`` (a headline-only item).
+4. Split check (``_split_check``): the cluster it joins, with the article in it, is
+   cut in two by average-link clustering of its reports; if the two groups are far
+   apart compared with how close-knit they are, the cluster is split and the group
+   without the founding article moves to a new cluster (``Assignment.split``).  This
+   is what keeps two same-kind events apart once a fixed threshold has let one join
+   the other: a single decision sees one article against a centroid, a split check
+   sees the whole group.  Measured on ECB+ dev topics 1-25 (8 shuffled orders),
+   B-cubed F1 went from 0.879 to 0.905; headline-only items never take part (a
+   headline is too short to show structure), so UCI headlines score as before.
 
 State is kept in memory and bounded: documents and clusters older than the time
 window (relative to the newest date seen) are evicted, including their document
@@ -27,7 +37,11 @@ explainable values stay.
 Determinism: the decision depends only on the docs added so far, in the order they
 were added; ties are broken by cluster id.  Input order does matter, as in any
 single-pass clusterer: an early article with a vague text can start a cluster that
-later, more specific articles join or avoid, and early IDF values are rough.
+later, more specific articles join or avoid, and early IDF values are rough.  Split
+checks reduce that dependence (a wrong early join can be undone once both events have
+three reports) but do not remove it: over 8 shuffled ECB+ orders F1 ranges 0.893-0.925.
+A split is never undone; re-merging the parts is not attempted (it would need a
+criterion that cannot oscillate against the split one).
 """
 
 from __future__ import annotations

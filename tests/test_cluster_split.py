@@ -1,0 +1,191 @@
+"""Split checks: a cluster that turns out to hold two events is split, in memory and in SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.ingest import Stored, build_clusterer, ingest_article
+from monitor.models import Article
+from monitor.store import Store
+
+# Two real-world-shaped events of the same kind: the same navy, sea, pirates and verbs; a
+# different ship, day, count and merchant vessel.
+MYSORE = [
+    "The Indian Navy warship INS Mysore foiled a pirate attack on the Ethiopian merchant "
+    "vessel MV Gibe in the Gulf of Aden on Saturday.",
+    "Marine commandos from INS Mysore captured 23 Somali and Yemeni pirates after the MV Gibe "
+    "sent a distress call.",
+    "The 23 pirates surrendered with seven AK-47 rifles and a rocket launcher, navy spokesman "
+    "Nirad Sinha said in New Delhi.",
+    "INS Mysore, a Delhi-class destroyer, had been escorting ships through the Gulf of Aden "
+    "since October.",
+    "The MV Gibe and its crew of 25 were unharmed, the Defence Ministry said on Saturday.",
+    "Piracy off the Horn of Africa has surged, and the navy called the Saturday operation "
+    "its fourth success against Somali pirates.",
+]
+SUKANYA = [
+    "The Indian Navy warship INS Sukanya foiled a multi-boat pirate attack on five merchant "
+    "vessels in the Gulf of Aden on Thursday.",
+    "INS Sukanya intercepted three pirate skiffs and arrested 26 Somali pirates, the Western "
+    "Naval Command said in Mumbai.",
+    "Arms and ammunition were seized from the 26 pirates, who were handed over to the police "
+    "in Mumbai on Friday.",
+    "INS Sukanya was escorting the five vessels through the Internationally Recognised "
+    "Transit Corridor.",
+    "Commander Satish Kumar said the Thursday operation was the fifth anti-piracy success "
+    "of the Western Naval Command.",
+    "Piracy off the Horn of Africa has surged, and the Indian Navy has kept warships in the "
+    "Gulf of Aden to escort merchant vessels.",
+]
+TITLES = {
+    "mysore": ["Indian Navy captures 23 pirates in Gulf of Aden", "INS Mysore foils hijack of MV Gibe",
+               "Navy commandos nab 23 Somali pirates", "Indian warship rescues Ethiopian vessel",
+               "23 pirates held after Gulf of Aden attack", "Destroyer Mysore repels pirates"],
+    "sukanya": ["INS Sukanya foils piracy attempt", "Indian Navy arrests 26 Somali pirates",
+                "Navy thwarts attack on five merchant vessels", "26 pirates handed to Mumbai police",
+                "Western Naval Command foils pirate raid", "Sukanya intercepts three skiffs"],
+}
+# Every report states the core facts up front, in its own words, as news reports do.
+LEADS = {
+    "mysore": [
+        "INS Mysore captured 23 pirates trying to board the MV Gibe on Saturday.",
+        "On Saturday the destroyer INS Mysore stopped 23 pirates from hijacking MV Gibe.",
+        "Twenty-three pirates were caught by INS Mysore as they attacked MV Gibe.",
+        "The MV Gibe was saved by INS Mysore, whose commandos held 23 attackers on Saturday.",
+        "23 sea bandits who fired on MV Gibe are in the custody of INS Mysore.",
+        "Saturday's rescue of MV Gibe by INS Mysore ended with 23 pirates arrested.",
+    ],
+    "sukanya": [
+        "INS Sukanya captured 26 pirates who attacked five merchant ships on Thursday.",
+        "On Thursday the patrol ship INS Sukanya stopped 26 pirates raiding a convoy.",
+        "Twenty-six pirates were caught by INS Sukanya as they closed in on five vessels.",
+        "Five merchant ships were saved by INS Sukanya, which held 26 attackers on Thursday.",
+        "26 sea bandits who chased a convoy are in the custody of INS Sukanya.",
+        "Thursday's defence of five vessels by INS Sukanya ended with 26 pirates arrested.",
+    ],
+}
+# Which two further sentences each report tells: any two reports share at most one sentence, so
+# they are different write-ups rather than near-duplicate copies.
+PAIRS = [(0, 1), (2, 3), (4, 5), (0, 2), (1, 4), (3, 5)]
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=12)
+
+
+def _report(event: str, k: int) -> tuple[str, str]:
+    """Report ``k`` of an event: its own headline and lead, then two of the event's sentences."""
+    sentences = MYSORE if event == "mysore" else SUKANYA
+    return TITLES[event][k], "\n".join([LEADS[event][k], *(sentences[i] for i in PAIRS[k])])
+
+
+def _interleaved(n: int = 6) -> list[tuple[str, str, str]]:
+    """(event, title, text): reports of the two events alternating, as a wire desk sees them."""
+    out = []
+    for k in range(n):
+        for event in ("mysore", "sukanya"):
+            out.append((event, *_report(event, k)))
+    return out
+
+
+def _docs(reports: list[tuple[str, str, str]]) -> list[Doc]:
+    return [Doc(id=i, title=t, text=x, published=START + timedelta(minutes=10 * i), source=f"s{i}")
+            for i, (_, t, x) in enumerate(reports, start=1)]
+
+
+# Every report joins the best existing cluster, so the two events are merged at first and
+# only a split can separate them.
+ALWAYS_JOIN = ClusterParams(threshold=0.0, short_threshold=0.0)
+
+
+def _final_clusters(docs: list[Doc], params: ClusterParams) -> tuple[dict[int, int], list[Assignment]]:
+    c = Clusterer(params)
+    where: dict[int, int] = {}
+    assignments = []
+    for d in docs:
+        a = c.decide(d)
+        c.add(d, a)
+        assignments.append(a)
+        where[d.id] = a.cluster_id
+        if a.split is not None:
+            where.update(dict.fromkeys(a.split.moved, a.split.new_cluster_id))
+    assert where == {d.id: c.cluster_of(d.id) for d in docs}
+    return where, assignments
+
+
+def test_two_merged_events_are_split_apart() -> None:
+    reports = _interleaved()
+    where, assignments = _final_clusters(_docs(reports), ALWAYS_JOIN)
+    by_event: dict[str, set[int]] = {}
+    for (event, _, _), doc_id in zip(reports, sorted(where), strict=True):
+        by_event.setdefault(event, set()).add(where[doc_id])
+    assert len(by_event["mysore"]) == 1 and len(by_event["sukanya"]) == 1
+    assert by_event["mysore"] != by_event["sukanya"]
+    splits = [a.split for a in assignments if a.split is not None]
+    assert splits, "the events were never merged, so the test proves nothing"
+    first = splits[0]
+    assert first.ratio <= ALWAYS_JOIN.split_ratio
+    # The new cluster is named after the first article that moved into it.
+    assert first.new_cluster_id == min(first.moved)
+
+
+def test_split_checks_off_keeps_the_merge() -> None:
+    where, assignments = _final_clusters(_docs(_interleaved()), ALWAYS_JOIN.model_copy(update={"split_ratio": 0.0}))
+    assert set(where.values()) == {1}
+    assert all(a.split is None for a in assignments)
+
+
+def test_one_event_is_not_split() -> None:
+    reports = [("mysore", *_report("mysore", k)) for k in range(6)]
+    where, assignments = _final_clusters(_docs(reports), ALWAYS_JOIN)
+    assert all(a.split is None for a in assignments)
+    assert set(where.values()) == {1}
+
+
+def test_headlines_alone_are_never_split() -> None:
+    """A headline is too short for a split check to see structure: only full reports take part."""
+    reports = [(e, t, t) for e, t, _ in _interleaved()]
+    _, assignments = _final_clusters(_docs(reports), ALWAYS_JOIN)
+    assert all(a.split is None for a in assignments)
+
+
+def _article(i: int, title: str, text: str) -> Article:
+    when = START + timedelta(minutes=10 * i)
+    return Article(url=f"https://example.org/{i}", title=title, text=text, source=f"outlet{i % 3}",
+                   guid=f"g{i}", published=when, fetched_at=when, extraction="text-file")
+
+
+def test_split_is_stored_with_both_clusters_recomputed(tmp_path: Path) -> None:
+    reports = _interleaved()
+    store = Store.open(tmp_path / "news.sqlite")
+    clusterer = Clusterer(ALWAYS_JOIN)
+    outcomes = [ingest_article(store, clusterer, _article(i, t, x), keywords=("Sukanya",))
+                for i, (_, t, x) in enumerate(reports, start=1)]
+    assert all(isinstance(o, Stored) for o in outcomes)
+    splits = [o.split for o in outcomes if isinstance(o, Stored) and o.split is not None]
+    assert splits
+
+    rows = {r["id"]: r["cluster_id"] for r in store.db.query("SELECT id, cluster_id FROM articles")}
+    mysore = {rows[i] for i, (e, _, _) in enumerate(reports, start=1) if e == "mysore"}
+    sukanya = {rows[i] for i, (e, _, _) in enumerate(reports, start=1) if e == "sukanya"}
+    assert len(mysore) == 1 and len(sukanya) == 1 and mysore != sukanya
+    clusters = {r["id"]: r for r in store.db.query("SELECT * FROM clusters")}
+    for cid in (*mysore, *sukanya):
+        members = [i for i, c in rows.items() if c == cid]
+        assert clusters[cid]["size"] == len(members) == 6
+        first = min(members)
+        assert clusters[cid]["title"] == reports[first - 1][1]
+        assert clusters[cid]["first_seen"] <= clusters[cid]["last_seen"]
+    # Tracked keywords follow the articles that carry them.
+    assert clusters[next(iter(sukanya))]["keywords"] == '["Sukanya"]'
+    assert clusters[next(iter(mysore))]["keywords"] == "[]"
+    # Articles keep the explanation of the join they made.
+    assert store.db.execute("SELECT COUNT(*) FROM articles WHERE cluster_score IS NULL").fetchone()[0] == 1
+
+    # A restart replays the stored (split) clusters, and a new report finds its event.
+    restored = build_clusterer(store, ALWAYS_JOIN)
+    assert {i: restored.cluster_of(i) for i in rows} == rows
+    title, text = _report("sukanya", 0)
+    again = ingest_article(store, restored, _article(99, title + " again", text + "\nMore to follow."))
+    assert isinstance(again, Stored) and again.cluster_id in sukanya
+    assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store.close()
