@@ -209,9 +209,14 @@ def _head(text: str, max_words: int) -> str:
 
 
 def _cosine(qv: dict[str, float], cen: dict[str, float], cen_norm_sq: float) -> float:
-    """Cosine of a query vector (IDF folded in, see ``Clusterer._query``) and a centroid."""
-    get = cen.get
-    return sum(x * get(t, 0.0) for t, x in qv.items()) / (math.sqrt(cen_norm_sq) or 1.0)
+    """Cosine of a query vector (IDF folded in, see ``Clusterer._query``) and a centroid.
+
+    Only shared terms are visited (a C-level key intersection: measured 2x faster than a
+    lookup per query term).  Set order varies between runs, so ``fsum``, whose result
+    does not depend on the order, keeps decisions deterministic.
+    """
+    dot = math.fsum([qv[t] * cen[t] for t in qv.keys() & cen.keys()])
+    return dot / (math.sqrt(cen_norm_sq) or 1.0)
 
 
 def _top_split(merges: np.ndarray, n: int) -> np.ndarray:
@@ -345,8 +350,10 @@ class Clusterer:
         if dup is not None:
             root, sim = dup
             cid = self._docs[root].cluster_id
-            if cid in self._clusters:
-                c = self._clusters[cid]
+            c = self._clusters.get(cid)
+            # A copy keeps the names of what it copies; shared wording with other names
+            # is a templated story about something else, left to the event clustering.
+            if c is not None and not self._names_conflict(q.get("ents", {}), self._cosine_of(q, c, "ents")):
                 return Assignment(
                     cid, False, root, sim, self._score(q, f, ts, c), self._shared_terms(q, c)
                 )
@@ -568,8 +575,11 @@ class Clusterer:
             weight = weights[sig]
             if not cen or weight <= 0:
                 continue
-            total += weight * _cosine(qv, cen, c.norm_sq[sig])
+            cosine = _cosine(qv, cen, c.norm_sq[sig])
+            total += weight * cosine
             wsum += weight
+            if sig == "ents" and self._names_conflict(qv, cosine):
+                total -= p.entity_conflict_penalty * weight
         score = total / wsum if wsum else 0.0
         # Years are the cheapest tell between a recurring kind of event and its repeat
         # (this year's vs. last year's flood): both sides date themselves, none in common.
@@ -578,6 +588,18 @@ class Clusterer:
         gap = max(0.0, c.first_ts - ts, ts - c.last_ts) / 3600.0
         score -= p.time_penalty * min(1.0, gap / p.time_scale_hours)
         return score
+
+    @staticmethod
+    def _cosine_of(q: dict[str, dict[str, float]], c: _Cluster, sig: str) -> float:
+        cen = c.centroid.get(sig)
+        return _cosine(q[sig], cen, c.norm_sq[sig]) if cen and sig in q else 1.0
+
+    def _names_conflict(self, ents_query: dict[str, float], cosine: float) -> bool:
+        """Same words, other names: a report naming several people and places, none of
+        them the cluster's, is a same-kind event (another quake, another rehab stay) or a
+        templated text reused, however alike the rest of it reads."""
+        p = self.params
+        return len(ents_query) >= p.entity_conflict_min_terms and cosine < p.entity_conflict_below
 
     def _shared_terms(self, q: dict[str, dict[str, float]], c: _Cluster) -> tuple[str, ...]:
         """Body terms and entities that contributed most to the match, for the reader."""

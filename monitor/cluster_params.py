@@ -49,6 +49,19 @@ class ClusterParams(BaseModel):
         description="Score subtracted when doc and cluster both mention years but none in "
         "common.",
     )
+    entity_conflict_below: float = Field(
+        0.1,
+        description="Entity cosine under which a doc naming at least entity_conflict_min_terms "
+        "entities is taken to be about other people and places than the cluster.",
+    )
+    entity_conflict_min_terms: int = Field(
+        5, ge=1, description="Distinct entity terms a doc needs before an entity conflict counts."
+    )
+    entity_conflict_penalty: float = Field(
+        0.5,
+        description="Subtracted (in units of the entity weight) on an entity conflict: enough "
+        "that a text reused with other names does not join.",
+    )
     time_scale_hours: float = Field(
         72.0,
         description="Time gap (hours) between an article and a cluster's span at which the "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -252,3 +253,33 @@ def test_index_keys_of_a_running_story_stay_bounded() -> None:
     cl = c._clusters[1]
     assert len(cl.keys) <= 4 * params.centroid_terms + 2 * params.salient_terms
     assert sum(1 for p in c._postings.values() if 1 in p) == len(cl.keys)
+
+
+def _templated(names: dict[str, str], doc_id: int) -> Doc:
+    text = (
+        "{mayor}, the mayor of {city}, said on Monday that firefighters had put out the blaze at the "
+        "{firm} warehouse after six hours. Fire chief {chief} said two workers were taken to "
+        "{hospital} with burns and that the cause of the fire was not yet known. The company's "
+        "spokeswoman {spokes} said production would resume within a week, and residents near the "
+        "river were told to keep their windows closed while the smoke cleared."
+    ).format(**names)
+    return Doc(id=doc_id, title=f"Fire at {names['firm']} warehouse in {names['city']}", text=text,
+               published=DAY, source=f"s{doc_id}")
+
+
+def test_same_text_with_other_names_is_another_event() -> None:
+    """A report reused with other people and places (a templated story) must not join."""
+    first = _templated({"mayor": "Anna Keller", "city": "Linz", "firm": "Voestalpine", "chief": "Peter Gruber",
+                        "hospital": "Kepler University Hospital", "spokes": "Maria Huber"}, 1)
+    other = _templated({"mayor": "John Marsh", "city": "Leeds", "firm": "Arla", "chief": "Tom Biggs",
+                        "hospital": "St James's Hospital", "spokes": "Kate Rowe"}, 2)
+    same = _templated({"mayor": "Anna Keller", "city": "Linz", "firm": "Voestalpine", "chief": "Peter Gruber",
+                       "hospital": "Kepler University Hospital", "spokes": "Maria Huber"}, 3)
+    c = Clusterer(ClusterParams())
+    c.add(first, c.decide(first))
+    assert c.decide(other).is_new_cluster
+    assert c.decide(replace(same, text=same.text + " More updates will follow.")).cluster_id == 1
+    # Without the conflict signal the shared wording alone would carry it.
+    lenient = Clusterer(ClusterParams(entity_conflict_penalty=0.0))
+    lenient.add(first, lenient.decide(first))
+    assert not lenient.decide(other).is_new_cluster
