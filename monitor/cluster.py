@@ -777,8 +777,10 @@ class Clusterer:
         heapq.heappush(self._cluster_heap, (c.last_ts, cid))
 
     def _exact_norm_sq(self, sig: str, cen: dict[str, float]) -> float:
-        table = _DF_OF[sig]
-        return sum((w * self._idf_now(table, t)) ** 2 for t, w in cen.items())
+        """Squared norm of the centroid under the current IDF (``_idf_now`` inlined: this
+        runs over whole centroids and was 8% of the scale benchmark's time)."""
+        get, log, n1 = self._df[_DF_OF[sig]].get, math.log, 1 + self._n_docs
+        return sum((w * (log(n1 / (1 + get(t, 0))) + 1.0)) ** 2 for t, w in cen.items())
 
     def _index(self, c: _Cluster, keys: tuple[str, ...]) -> None:
         """Post ``c`` under ``keys``, most recently updated last (posting lists are capped)."""
