@@ -317,7 +317,7 @@ class _DocState:
     raw: dict[str, tuple[tuple[str, ...], array]]  # signal -> (terms, sublinear TF weights)
     keys: tuple[str, ...]  # its index keys when it was added
     years: frozenset[str]
-    rows: dict[str, _Row] | None  # split-check vectors; None for near-duplicates
+    rows: dict[str, _Row] | None  # split-check vectors; None for near-duplicates and headlines
 
 
 class Clusterer:
@@ -573,7 +573,7 @@ class Clusterer:
         as disagreement (a headline-only item has no body entities to compare).
         """
         p = self.params
-        weights = {"body": p.w_body, "title": p.w_title, "ents": p.w_entities, "nums": p.w_numbers}
+        weights = self._weights()
         total = 0.0
         wsum = 0.0
         for sig, qv in q.items():
@@ -594,6 +594,10 @@ class Clusterer:
         gap = max(0.0, c.first_ts - ts, ts - c.last_ts) / 3600.0
         score -= p.time_penalty * min(1.0, gap / p.time_scale_hours)
         return score
+
+    def _weights(self) -> dict[str, float]:
+        p = self.params
+        return {"body": p.w_body, "title": p.w_title, "ents": p.w_entities, "nums": p.w_numbers}
 
     @staticmethod
     def _cosine_of(q: dict[str, dict[str, float]], c: _Cluster, sig: str) -> float:
@@ -678,8 +682,7 @@ class Clusterer:
 
     def _similarity(self, rows: list[dict[str, _Row]]) -> np.ndarray:
         """Doc x doc weighted mean of per-signal cosines; a signal one doc lacks is left out."""
-        p = self.params
-        weights = {"body": p.w_body, "title": p.w_title, "ents": p.w_entities, "nums": p.w_numbers}
+        weights = self._weights()
         n = len(rows)
         total = np.zeros((n, n))
         wsum = np.zeros((n, n))
