@@ -225,6 +225,12 @@ def _cosine(qv: dict[str, float], cen: dict[str, float], cen_norm_sq: float) -> 
     return dot / (math.sqrt(cen_norm_sq) or 1.0)
 
 
+def _tfidf(vec: dict[str, float], idf: dict[str, float]) -> tuple[dict[str, float], float]:
+    """TF-IDF weights of a doc's signal vector and their norm."""
+    weighted = {t: w * idf[t] for t, w in vec.items()}
+    return weighted, math.sqrt(sum(x * x for x in weighted.values())) or 1.0
+
+
 def _top_split(merges: np.ndarray, n: int) -> np.ndarray:
     """Membership of one side of the last merge of a linkage matrix (the 2-cluster cut)."""
     side = np.zeros(n, bool)
@@ -484,9 +490,7 @@ class Clusterer:
             vec = getattr(f, sig)
             if not vec:
                 continue
-            tidf = idf[_DF_OF[sig]]
-            wv = {t: w * tidf[t] for t, w in vec.items()}
-            norm = math.sqrt(sum(x * x for x in wv.values())) or 1.0
+            wv, norm = _tfidf(vec, idf[_DF_OF[sig]])
             out[sig] = (
                 np.fromiter((_column(t) for t in wv), np.int32, len(wv)),
                 np.fromiter((x / norm for x in wv.values()), np.float32, len(wv)),
@@ -547,8 +551,7 @@ class Clusterer:
             if not vec:
                 continue
             tidf = idf[_DF_OF[sig]]
-            wv = {t: w * tidf[t] for t, w in vec.items()}
-            dn = math.sqrt(sum(x * x for x in wv.values())) or 1.0
+            wv, dn = _tfidf(vec, tidf)
             qv = {t: x * tidf[t] / dn for t, x in wv.items()}
             if len(qv) > self.params.query_terms:
                 # The long tail of rare-in-doc terms adds little to a cosine but costs one
