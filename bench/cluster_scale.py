@@ -23,6 +23,7 @@ scale: same-base events are same-kind events told with different names).
 from __future__ import annotations
 
 import argparse
+import heapq
 import random
 import re
 import resource
@@ -70,7 +71,9 @@ def stream(texts: list[str], n: int, dup_rate: float, per_day: int) -> Iterator[
     sentences = [[s for s in _SENT.split(t) if s.strip()] for t in texts]
     recent: list[Doc] = []
     event_of: dict[int, int] = {}
-    pending: list[tuple[float, int, int]] = []  # (due time, event, base)
+    # (due time, event, base) as a heap: the backlog of scheduled reports grows through the
+    # run (~28k at 100k), and re-sorting it per article cost the generator 1.7 ms each.
+    pending: list[tuple[float, int, int]] = []
     event = 0
     for i in range(n):
         now = START + timedelta(days=i / per_day)
@@ -87,9 +90,8 @@ def stream(texts: list[str], n: int, dup_rate: float, per_day: int) -> Iterator[
             base = rng.randrange(len(texts))
             for _ in range(rng.randint(1, 8)):
                 due = i + rng.expovariate(1 / (per_day / 4))
-                pending.append((due, event, base))
-            pending.sort()
-        _, ev, base = pending.pop(0)
+                heapq.heappush(pending, (due, event, base))
+        _, ev, base = heapq.heappop(pending)
         sents = sentences[base] or [texts[base]]
         keep = [s for s in sents if rng.random() < rng.uniform(0.6, 0.95)] or sents[:1]
         keep.insert(rng.randrange(len(keep) + 1), rng.choice(rng.choice(sentences) or ["."]))
