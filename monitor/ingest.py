@@ -111,11 +111,12 @@ def ingest_article(
 def _store_split(store: Store, split: Split, keywords: Sequence[str]) -> None:
     """Move the split-off articles to their new cluster, in the article's own transaction.
 
-    Each article keeps the score and shared terms of the join it made; both clusters'
-    statistics, titles and tracked keywords are recomputed from what they now hold.
+    Each article keeps the score and shared terms of the join it made, and records the
+    cluster it left (``split_from``); both clusters' statistics, titles and tracked
+    keywords are recomputed from what they now hold.
     """
     store.ensure_cluster(split.new_cluster_id, title="")
-    store.move_articles(split.moved, split.new_cluster_id)
+    store.move_articles(split.moved, split.new_cluster_id, split_from=split.cluster_id)
     for cluster_id in (split.cluster_id, split.new_cluster_id):
         found = {k for text in store.cluster_texts(cluster_id) for k in matched_keywords(keywords, text)}
         store.refresh_cluster(cluster_id, keywords=sorted(found), replace_keywords=True)

@@ -145,8 +145,14 @@ def _migration_3_feed_health(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_articles_fetched_at ON articles(fetched_at)")
 
 
+def _migration_4_split_from(db: sqlite_utils.Database) -> None:
+    """Articles moved by a split check remember the cluster they left (re-runnable)."""
+    if "split_from" not in db["articles"].columns_dict:
+        db["articles"].add_column("split_from", int)
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1_initial, _migration_2_alerts, _migration_3_feed_health)
+    _migration_1_initial, _migration_2_alerts, _migration_3_feed_health, _migration_4_split_from)
 
 
 @dataclass(frozen=True)
@@ -350,13 +356,16 @@ class Store:
             "INSERT INTO clusters (id, title) VALUES (?, ?) ON CONFLICT(id) DO NOTHING", [cluster_id, title]
         )
 
-    def move_articles(self, article_ids: Sequence[int], cluster_id: int) -> None:
-        """Re-home articles after the clusterer split their cluster (callers refresh both clusters)."""
+    def move_articles(self, article_ids: Sequence[int], cluster_id: int, *, split_from: int) -> None:
+        """Re-home articles after the clusterer split ``split_from`` (callers refresh both clusters).
+
+        ``split_from`` is kept on each article: its stored score and terms explain the join
+        it made to that cluster, so a reader needs to know it was moved since."""
         for start in range(0, len(article_ids), 500):
             chunk = list(article_ids[start:start + 500])
             self.db.execute(
-                f"UPDATE articles SET cluster_id = ? WHERE id IN ({', '.join('?' * len(chunk))})",
-                [cluster_id, *chunk])
+                f"UPDATE articles SET cluster_id = ?, split_from = ? WHERE id IN ({', '.join('?' * len(chunk))})",
+                [cluster_id, split_from, *chunk])
 
     def cluster_texts(self, cluster_id: int) -> list[str]:
         """Title and text of each article of a cluster, to recompute its tracked keywords."""

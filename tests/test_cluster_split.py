@@ -178,8 +178,11 @@ def test_split_is_stored_with_both_clusters_recomputed(tmp_path: Path) -> None:
     # Tracked keywords follow the articles that carry them.
     assert clusters[next(iter(sukanya))]["keywords"] == '["Sukanya"]'
     assert clusters[next(iter(mysore))]["keywords"] == "[]"
-    # Articles keep the explanation of the join they made.
+    # Articles keep the explanation of the join they made, and moved ones say where from.
     assert store.db.execute("SELECT COUNT(*) FROM articles WHERE cluster_score IS NULL").fetchone()[0] == 1
+    split_from = {r["id"]: r["split_from"] for r in store.db.query("SELECT id, split_from FROM articles")}
+    assert {i for i, c in split_from.items() if c is not None} == {i for s in splits for i in s.moved}
+    assert all(split_from[i] == splits[-1].cluster_id for i in splits[-1].moved)
 
     # A restart replays the stored (split) clusters, and a new report finds its event.
     restored = build_clusterer(store, ALWAYS_JOIN)

@@ -85,7 +85,9 @@ def render_cell(row: Any, value: Any, column: str, table: str | None, database: 
     async def inner() -> Any:
         if not await _is_newsmonitor_db(datasette, database):
             return None
-        if table is None and column == "cluster" and isinstance(value, int):
+        # A canned query's cluster column, and articles.split_from: a cluster id opens its page.
+        links_cluster = (table, column) in ((None, "cluster"), ("articles", "split_from"))
+        if links_cluster and isinstance(value, int):
             return _link(cluster_url(datasette, value), f"#{value}")
         if table and column == "cluster_id" and isinstance(value, dict) and value.get("value"):
             # articles.cluster_id, alerts.cluster_id: the label (the cluster's title) opens the cluster page.
