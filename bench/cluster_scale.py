@@ -14,7 +14,8 @@ as the daemon does, timing only those calls.  Generation models realistic re-use
 Articles arrive at ``--per-day`` (1,000) per day, so with the default 7-day window
 about 7,000 articles are live; older state is evicted.  Prints ms/article over the
 1,000 articles before 1k, 10k and 100k stored articles (wall clock, CPU time, and the
-median article's CPU time, which other processes on a shared machine distort least),
+median article's CPU time, which other processes on a shared machine distort least), the
+mean CPU time over each tenth of the stream (a trend with the store shows there),
 overall articles/s, peak RSS, how many generated copies were reported as
 near-duplicates, and B-cubed scores against the generated events (a sanity check at
 scale: same-base events are same-kind events told with different names).
@@ -155,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"clusters={len(clusterer._clusters)}"
             )
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # A 1,000-article mean moves +-20% with what else the machine runs and with the stream's
+    # content; means over tenths of the stream show whether the cost trends with the store.
+    tenth = max(1, len(cpu) // 10)
+    spans = [1000 * statistics.mean(cpu[k : k + tenth]) for k in range(0, tenth * 10, tenth)]
+    print("CPU ms/article by tenth of the stream: " + " ".join(f"{x:.2f}" for x in spans))
     print(
         f"overall {len(times) / total:.0f} articles/s wall, {len(times) / total_cpu:.0f} articles/s CPU "
         f"(clustering stage), "
