@@ -49,6 +49,13 @@ class ClusterParams(BaseModel):
         description="Score subtracted when doc and cluster both mention years but none in "
         "common.",
     )
+    entity_lowercase_ratio: float = Field(
+        0.5,
+        ge=0,
+        description="A one-word capitalised term counts as a name only if the stream writes it "
+        "in lowercase at most this many times as often as capitalised mid-sentence (0 keeps "
+        "every capitalised word).",
+    )
     entity_conflict_below: float = Field(
         0.1,
         description="Entity cosine under which a doc naming at least entity_conflict_min_terms "

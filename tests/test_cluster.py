@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, _head
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, _case_usage, _head
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
@@ -224,6 +224,26 @@ def test_features_ignore_text_beyond_max_words() -> None:
     fa, fb = c._features(a), c._features(b)
     assert fa.body == fb.body and fa.ents == fb.ents
     assert "renault" not in fa.ents
+
+
+def test_case_usage_skips_sentence_starts() -> None:
+    lower, cap = _case_usage("Police said the Navy's ship left. The police chief met Tara Reid.\nNavy sources agreed.")
+    assert lower == {"police", "ship", "left", "chief", "met", "sources", "agreed"}  # no stop words
+    assert cap == {"navy", "tara", "reid"}  # 'Police', 'The', second 'Navy' start a sentence or line
+
+
+def test_capitalised_common_words_stop_counting_as_names() -> None:
+    """Once the stream writes 'police' in lowercase, a sentence-initial 'Police' is no name;
+    'Reid', never written in lowercase, stays one, and so does the phrase 'Indian Navy'."""
+    doc = Doc(99, "Reid case", "Police arrested Tara Reid. Indian Navy ships watched. " * 5, DAY, "x")
+    for ratio, dropped in ((0.0, False), (0.5, True)):
+        c = Clusterer(ClusterParams(entity_lowercase_ratio=ratio))
+        for i in range(4):
+            d = Doc(i + 1, f"Story {i}", f"The police said a navy patrol was out on day {i}. " * 5, DAY, "y")
+            c.add(d, c.decide(d))
+        ents = c._features(doc).ents
+        assert ("police" not in ents) is dropped and ("navy" not in ents) is dropped
+        assert {"reid", "tara reid", "indian navy"} <= set(ents)
 
 
 def test_add_after_decide_equals_add_alone() -> None:
