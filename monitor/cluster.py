@@ -467,11 +467,12 @@ class Clusterer:
             return self._cache[1]
         title, text = doc.title or "", _head(doc.text or "", self.params.max_words)
         full = f"{title}\n{text}" if text else title
-        ent_src = text if (_title_is_caps(title) and text) else full
-        if _title_is_caps(title) and not text:
-            ent_src = ""
+        # A Title Case headline says nothing about names: entities come from the text alone
+        # (none at all for a Title Case headline without text).
+        ent_src = text if _title_is_caps(title) else full
+        n_words = len(text.split())
         lower, cap = _case_usage(ent_src)
-        long = len(text.split()) >= self.params.long_text_words
+        long = n_words >= self.params.long_text_words
         ents = _entities(ent_src)
         f = _Features(
             ts=doc.published.timestamp() if doc.published is not None else None,
@@ -481,7 +482,7 @@ class Clusterer:
             ents=_sublinear(self._names_only(ents, lower, cap) if long else ents),
             nums=_sublinear(_numbers(full)),
             years=frozenset(_YEAR.findall(full)),
-            sig=self._ndi.signature(text if len(text.split()) >= 20 else full),
+            sig=self._ndi.signature(text if n_words >= 20 else full),
             long=long,
             lower=lower,
             cap=cap,
