@@ -316,9 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"min={min(f1s):.4f} max={max(f1s):.4f}"
             )
         if args.reference:
-            f1s = reference_kmeans(base[: args.limit])
+            ref = base[: args.limit]
+            f1s = reference_kmeans(ref)
             print(
-                f"ecb   reference (batch TF-IDF K-means, told K={len({it.gold for it in base[: args.limit]})}) "
+                f"ecb   reference (batch TF-IDF K-means, told K={len({it.gold for it in ref})}) "
                 f"B3 F1 over {len(f1s)} seeds: mean={statistics.mean(f1s):.4f} "
                 f"min={min(f1s):.4f} max={max(f1s):.4f}"
             )
