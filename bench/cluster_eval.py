@@ -45,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.cluster import Clusterer, ClusterParams, Doc
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ECB_DAY = datetime(2015, 1, 1, 12, 0, tzinfo=UTC)
@@ -180,18 +180,43 @@ def _pipeline_available() -> bool:
     return True
 
 
+class Labels:
+    """Each doc's current cluster as the clusterer's decisions say, revisions included.
+
+    Kept apart from the clusterer (as the store is in the daemon): a split moves the docs
+    it names, a merge moves every doc of the absorbed cluster, including docs the
+    clusterer has already evicted from its window."""
+
+    def __init__(self) -> None:
+        self.cluster_of: dict[int, int] = {}
+        self._members: dict[int, set[int]] = defaultdict(set)
+
+    def record(self, doc_id: int, a: Assignment) -> None:
+        self._move([doc_id], a.cluster_id)
+        if a.split is not None:
+            self._move(a.split.moved, a.split.new_cluster_id)
+        if a.merge is not None:
+            self._move(list(self._members.pop(a.merge.absorbed, ())), a.cluster_id)
+
+    def _move(self, doc_ids: Iterable[int], cluster_id: int) -> None:
+        for d in doc_ids:
+            old = self.cluster_of.get(d)
+            if old is not None:
+                self._members[old].discard(d)
+            self.cluster_of[d] = cluster_id
+            self._members[cluster_id].add(d)
+
+
 def run_direct(items: Sequence[Item], params: ClusterParams) -> list[int]:
     """Stream items through ``Clusterer`` only (ids are 1..n in stream order)."""
     clusterer = Clusterer(params)
-    out: dict[int, int] = {}
+    labels = Labels()
     for i, it in enumerate(items, start=1):
         doc = Doc(id=i, title=it.title, text=it.text, published=it.published, source=it.source)
         a = clusterer.decide(doc)
         clusterer.add(doc, a)
-        out[i] = a.cluster_id
-        if a.split is not None:  # a revision moves earlier docs too
-            out.update(dict.fromkeys(a.split.moved, a.split.new_cluster_id))
-    return list(out.values())
+        labels.record(i, a)
+    return [labels.cluster_of[i] for i in range(1, len(items) + 1)]
 
 
 def run_pipeline(items: Sequence[Item], params: ClusterParams) -> list[int]:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cluster_eval import DEFAULT_DATA, bcubed, load_ecb
+from bench.cluster_eval import DEFAULT_DATA, Labels, bcubed, load_ecb
 from monitor.cluster import Clusterer, ClusterParams, Doc
 
 _SYLL = "ka lo mi ter san vel dor ri an bu ze tho ga lin mar os pe qui ra sol".split()  # noqa: SIM905
@@ -125,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     window = 1000
     times: list[float] = []
     cpu: list[float] = []
-    copies = flagged = new_clusters = splits = 0
+    copies = flagged = new_clusters = splits = merges = 0
     total = total_cpu = 0.0
-    cluster_of: dict[int, int] = {}
+    labels = Labels()
     gold: dict[int, int] = {}
     for doc, is_copy, event in stream(texts, args.n, args.dup_rate, args.per_day):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -142,10 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         flagged += is_copy and a.duplicate_of is not None
         new_clusters += a.is_new_cluster
         splits += a.split is not None
+        merges += a.merge is not None
         gold[doc.id] = event
-        cluster_of[doc.id] = a.cluster_id
-        if a.split is not None:
-            cluster_of.update(dict.fromkeys(a.split.moved, a.split.new_cluster_id))
+        labels.record(doc.id, a)
         if len(times) in checkpoints:
             recent, recent_cpu = times[-window:], cpu[-window:]
             print(
@@ -164,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"overall {len(times) / total:.0f} articles/s wall, {len(times) / total_cpu:.0f} articles/s CPU "
         f"(clustering stage), "
-        f"{new_clusters} clusters created, {splits} split, copies flagged as near-duplicates "
+        f"{new_clusters} clusters created, {splits} split, {merges} merged, copies flagged as near-duplicates "
         f"{flagged}/{copies}, peak RSS {rss_mb:.0f} MB"
     )
     ids = sorted(gold)
+    cluster_of = labels.cluster_of
     p, r, f = bcubed([cluster_of[i] for i in ids], [gold[i] for i in ids])
     print(
         f"quality against the generated events: B-cubed P={p:.4f} R={r:.4f} F1={f:.4f}, "

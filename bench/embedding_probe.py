@@ -53,7 +53,7 @@ def our_similarity(items: Sequence[Item], params: ClusterParams) -> np.ndarray:
     for doc in docs:
         f = c._features(Doc(-doc.id, doc.title, doc.text, doc.published, doc.source))
         rows.append(c._rows(f, c._idf_for(f)))
-    return c._similarity(rows)
+    return c._similarity(rows)[0]
 
 
 def embeddings(items: Sequence[Item]) -> tuple[np.ndarray, float] | None:

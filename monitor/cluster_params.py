@@ -108,6 +108,17 @@ class ClusterParams(BaseModel):
         "average-link groups is at most this share of the mean within the looser group "
         "(0 turns split checks off).",
     )
+    one_story_cross: float = Field(
+        0.26,
+        description="Two groups of reports whose mean cross similarity reaches this, and who "
+        "share names (one_story_names), are one story: they are never split apart, and two "
+        "clusters like that are merged when a report matches both (1 turns both off).",
+    )
+    one_story_names: float = Field(
+        0.2,
+        description="Mean entity cosine across two groups from which they name the same people "
+        "and places (see one_story_cross); a template retold with other names stays apart.",
+    )
     split_min_part: int = Field(3, ge=1, description="Reports each group needs before a split.")
     split_max_docs: int = Field(
         64, ge=4, description="Most recent reports of a cluster compared in a split check."

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, Split
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, Merge, Split
 from monitor.dedup import canonical_url, content_hash
 from monitor.models import Article
 from monitor.store import Store, iso, parse_iso
@@ -26,6 +26,7 @@ class Stored:
     is_new_cluster: bool
     duplicate_of: int | None
     split: Split | None = None
+    merge: Merge | None = None
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,13 @@ def ingest_article(
         )
         if assignment.split is not None:
             _store_split(store, assignment.split, keywords)
+        if assignment.merge is not None:
+            store.merge_cluster(assignment.merge.absorbed, assignment.cluster_id)
+            _refresh_with_keywords(store, assignment.cluster_id, keywords)
     clusterer.add(doc, assignment)
     return Stored(
         article_id, assignment.final_cluster_of(article_id), assignment.is_new_cluster,
-        assignment.duplicate_of, assignment.split,
+        assignment.duplicate_of, assignment.split, assignment.merge,
     )
 
 
@@ -118,8 +122,13 @@ def _store_split(store: Store, split: Split, keywords: Sequence[str]) -> None:
     store.ensure_cluster(split.new_cluster_id, title="")
     store.move_articles(split.moved, split.new_cluster_id, split_from=split.cluster_id)
     for cluster_id in (split.cluster_id, split.new_cluster_id):
-        found = {k for text in store.cluster_texts(cluster_id) for k in matched_keywords(keywords, text)}
-        store.refresh_cluster(cluster_id, keywords=sorted(found), replace_keywords=True)
+        _refresh_with_keywords(store, cluster_id, keywords)
+
+
+def _refresh_with_keywords(store: Store, cluster_id: int, keywords: Sequence[str]) -> None:
+    """Statistics, title and tracked keywords recomputed from what a cluster holds after a revision."""
+    found = {k for text in store.cluster_texts(cluster_id) for k in matched_keywords(keywords, text)}
+    store.refresh_cluster(cluster_id, keywords=sorted(found), replace_keywords=True)
 
 
 def build_clusterer(store: Store, params: ClusterParams, *, window: timedelta | None = None) -> Clusterer:

@@ -44,6 +44,7 @@ class Counts:
     skipped: int = 0
     new_clusters: int = 0
     splits: int = 0  # clusters the clusterer found to hold two events and split
+    merges: int = 0  # clusters the clusterer found to hold one story with another and merged
 
     def count(self, outcome: Stored | AlreadyStored | Skipped) -> None:
         if isinstance(outcome, Skipped):
@@ -55,6 +56,7 @@ class Counts:
             self.duplicates += outcome.duplicate_of is not None
             self.new_clusters += outcome.is_new_cluster
             self.splits += outcome.split is not None
+            self.merges += outcome.merge is not None
 
     def merge(self, other: Counts) -> None:
         for name in vars(self):

@@ -151,8 +151,18 @@ def _migration_4_split_from(db: sqlite_utils.Database) -> None:
         db["articles"].add_column("split_from", int)
 
 
+def _migration_5_merges(db: sqlite_utils.Database) -> None:
+    """A cluster merged into another points at it; its articles remember where they came from."""
+    if "merged_into" not in db["clusters"].columns_dict:
+        db["clusters"].add_column("merged_into", int)
+    if "merged_from" not in db["articles"].columns_dict:
+        db["articles"].add_column("merged_from", int)
+    db.execute("CREATE INDEX IF NOT EXISTS idx_clusters_merged_into ON clusters(merged_into)")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1_initial, _migration_2_alerts, _migration_3_feed_health, _migration_4_split_from)
+    _migration_1_initial, _migration_2_alerts, _migration_3_feed_health, _migration_4_split_from,
+    _migration_5_merges)
 
 
 @dataclass(frozen=True)
@@ -351,9 +361,13 @@ class Store:
         self._update("articles", article_id, fields)
 
     def ensure_cluster(self, cluster_id: int, *, title: str) -> None:
-        """A new cluster is named after its first article."""
+        """A new cluster is named after its first article.
+
+        A split may name its new part after an article whose own first cluster was merged
+        away earlier: that number is a live cluster again, no longer merged into another."""
         self.db.execute(
-            "INSERT INTO clusters (id, title) VALUES (?, ?) ON CONFLICT(id) DO NOTHING", [cluster_id, title]
+            "INSERT INTO clusters (id, title) VALUES (?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET merged_into = NULL WHERE merged_into IS NOT NULL", [cluster_id, title]
         )
 
     def move_articles(self, article_ids: Sequence[int], cluster_id: int, *, split_from: int) -> None:
@@ -366,6 +380,16 @@ class Store:
             self.db.execute(
                 f"UPDATE articles SET cluster_id = ?, split_from = ? WHERE id IN ({', '.join('?' * len(chunk))})",
                 [cluster_id, split_from, *chunk])
+
+    def merge_cluster(self, absorbed: int, into: int) -> None:
+        """Move every article of ``absorbed`` into ``into`` (callers refresh ``into``).
+
+        The absorbed row stays, empty and pointing at ``into``, so links to it and its past
+        alerts still lead somewhere; its articles record ``merged_from``."""
+        self.db.execute("UPDATE articles SET cluster_id = ?, merged_from = ? WHERE cluster_id = ?",
+                        [into, absorbed, absorbed])
+        self.db.execute("UPDATE clusters SET merged_into = ?, size = 0, articles = 0, sources = 0, updated_at = ? "
+                        "WHERE id = ?", [into, now_iso(), absorbed])
 
     def cluster_texts(self, cluster_id: int) -> list[str]:
         """Title and text of each article of a cluster, to recompute its tracked keywords."""
@@ -423,7 +447,7 @@ class Store:
     def latest_clusters(self, limit: int = 20) -> list[dict[str, Any]]:
         return list(self.db.query(
             "SELECT id, title, size, articles, sources, first_seen, last_seen, keywords FROM clusters "
-            "ORDER BY last_seen DESC, id DESC LIMIT ?", [limit]))
+            "WHERE merged_into IS NULL ORDER BY last_seen DESC, id DESC LIMIT ?", [limit]))
 
     def count(self, table: str) -> int:
         return self.db[table].count
@@ -439,13 +463,16 @@ class Store:
         return {row[0][5:] for row in self.db.execute("SELECT name FROM alert_state WHERE name LIKE 'rule:%'")}
 
     def clusters_since(self, since: str | None, *, column: str = "updated_at") -> list[dict[str, Any]]:
-        """Clusters changed (``updated_at``) or active (``last_seen``) since ``since``; all if None."""
+        """Live clusters changed (``updated_at``) or active (``last_seen``) since ``since``; all if None.
+
+        Clusters merged into another are left out: their articles are in the other one."""
         if column not in ("updated_at", "last_seen"):
             raise ValueError(column)
-        sql = "SELECT id, title, first_seen, last_seen, size, articles, sources, updated_at FROM clusters"
+        sql = ("SELECT id, title, first_seen, last_seen, size, articles, sources, updated_at FROM clusters "
+               "WHERE merged_into IS NULL")
         if since is None:
             return list(self.db.query(sql + " ORDER BY id"))
-        return list(self.db.query(sql + f" WHERE {column} >= ? ORDER BY id", [since]))
+        return list(self.db.query(sql + f" AND {column} >= ? ORDER BY id", [since]))
 
     def cluster_articles(self, cluster_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
         """The articles of each cluster, with their feed's name and tags (for rule filters and links)."""
@@ -461,15 +488,22 @@ class Store:
         return found
 
     def latest_alert_steps(self, cluster_ids: Sequence[int]) -> dict[tuple[str, int], tuple[int, int]]:
-        """(rule, cluster) -> (last step, outlets at that alert), to decide first alert vs re-alert."""
+        """(rule, cluster) -> (last step, outlets at that alert), to decide first alert vs re-alert.
+
+        Alerts of clusters merged into a cluster (at any depth) count as its own: the story
+        was already announced under its other number, so it re-alerts only on growth."""
         latest: dict[tuple[str, int], tuple[int, int]] = {}
         for start in range(0, len(cluster_ids), 500):
             chunk = list(cluster_ids[start:start + 500])
             marks = ", ".join("?" for _ in chunk)
             for rule, cluster_id, step, sources in self.db.execute(
-                    f"SELECT rule, cluster_id, step, sources_at_alert FROM alerts WHERE cluster_id IN ({marks}) "
-                    "ORDER BY step", chunk):
-                latest[(rule, cluster_id)] = (step, sources or 0)
+                    f"""WITH RECURSIVE owner(id, root) AS (
+                          SELECT id, id FROM clusters WHERE id IN ({marks})
+                          UNION SELECT c.id, owner.root FROM clusters c JOIN owner ON c.merged_into = owner.id)
+                        SELECT a.rule, owner.root, a.step, a.sources_at_alert
+                        FROM alerts a JOIN owner ON owner.id = a.cluster_id
+                        ORDER BY a.step, a.sources_at_alert""", chunk):
+                latest[(rule, cluster_id)] = max(latest.get((rule, cluster_id), (-1, 0)), (step, sources or 0))
         return latest
 
     def record_alerts(self, rows: Sequence[dict[str, Any]], *, watermark: str | None,

@@ -93,13 +93,13 @@ def _run_sync(coroutine_function: Any) -> None:
 
 # -- the cluster page's data (plain sqlite3, so it is testable and usable without Datasette) -----------
 
-_CLUSTER_SQL = ("SELECT id, title, first_seen, last_seen, size, articles, sources, keywords, updated_at "
-                "FROM clusters WHERE id = ?")
+_CLUSTER_SQL = ("SELECT id, title, first_seen, last_seen, size, articles, sources, keywords, updated_at, "
+                "merged_into FROM clusters WHERE id = ?")
 _ARTICLES_SQL = """
 SELECT a.id, a.url, a.title, substr(a.text, 1, 420) AS excerpt, length(a.text) AS text_length,
        coalesce(f.name, a.source) AS outlet, a.feed_id, a.published, a.fetched_at,
        coalesce(a.published, a.fetched_at) AS time, a.language, a.duplicate_of, a.duplicate_similarity,
-       a.cluster_score, a.cluster_terms, a.author, a.split_from
+       a.cluster_score, a.cluster_terms, a.author, a.split_from, a.merged_from
 FROM articles a LEFT JOIN feeds f ON f.id = a.feed_id
 WHERE a.cluster_id = ?
 ORDER BY time, a.id

@@ -1,4 +1,5 @@
-"""Split checks: a cluster that turns out to hold two events is split, in memory and in SQLite."""
+"""Revisions of earlier decisions, in memory and in SQLite: a cluster that turns out to hold two
+events is split; two clusters that turn out to hold one story are merged."""
 
 from __future__ import annotations
 
@@ -190,5 +191,106 @@ def test_split_is_stored_with_both_clusters_recomputed(tmp_path: Path) -> None:
     title, text = _report("sukanya", 0)
     again = ingest_article(store, restored, _article(99, title + " again", text + "\nMore to follow."))
     assert isinstance(again, Stored) and again.cluster_id in sukanya
+    assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store.close()
+
+
+# Three later reports of the Mysore rescue from another angle (the crew's homecoming): alike
+# among themselves, naming the same ship, navy and sea as the first reports.
+_WELCOME = ("Relatives of the MV Gibe crew gathered at Bole airport in Addis Ababa to welcome the "
+            "sailors home on Monday.")
+HOMECOMING = [
+    ("MV Gibe crew flies home", "The 25 sailors thanked INS Mysore, whose commandos captured 23 pirates in "
+     "the Gulf of Aden on Saturday.\n" + _WELCOME + "\nThe shipping line Ethiopian Shipping Lines paid for "
+     "the flights."),
+    ("Sailors of MV Gibe back home", "Several sailors wept as they walked into the arrivals hall after the "
+     "flight from Djibouti.\n" + _WELCOME + "\nThe captain praised the Indian Navy destroyer INS Mysore for "
+     "stopping the 23 pirates."),
+    ("Homecoming for MV Gibe sailors", "A brass band played as the sailors stepped off the plane, days after "
+     "INS Mysore foiled the pirate attack in the Gulf of Aden.\n" + _WELCOME + "\nEthiopian Shipping Lines "
+     "said the ship would sail again next month."),
+]
+
+
+def test_two_angles_on_one_story_are_not_split() -> None:
+    """Each angle is close-knit, so the ratio test alone cuts them apart; they still read alike
+    and name the same ship, navy and sea, which the one-story test recognises."""
+    reports = [("mysore", *_report("mysore", k)) for k in range(3)] + [("mysore", t, x) for t, x in HOMECOMING]
+    docs = _docs(reports)
+    where, assignments = _final_clusters(docs, ALWAYS_JOIN.model_copy(update={"one_story_cross": 1.0}))
+    assert len(set(where.values())) == 2 and any(a.split for a in assignments)
+    where, assignments = _final_clusters(docs, ALWAYS_JOIN)
+    assert set(where.values()) == {1} and not any(a.split for a in assignments)
+
+
+def _two_clusters(first: list[Doc], second: list[Doc], params: ClusterParams) -> Clusterer:
+    """A clusterer holding ``first`` and ``second`` as two clusters, as a restart replays them."""
+    c = Clusterer(params)
+    for group in (first, second):
+        for d in group:
+            c.add(d, Assignment(group[0].id, d is group[0], None, None, None, ()))
+    return c
+
+
+def test_a_report_matching_both_halves_of_one_story_merges_them() -> None:
+    docs = _docs([("mysore", *_report("mysore", k)) for k in range(6)])
+    c = _two_clusters(docs[:3], docs[3:5], ClusterParams())
+    a = c.decide(docs[5])
+    assert a.merge is not None and {a.cluster_id, a.merge.absorbed} == {1, 4}
+    assert set(a.merge.moved) == ({1, 2, 3} if a.merge.absorbed == 1 else {4, 5})
+    assert a.merge.cross >= ClusterParams().one_story_cross
+    c.add(docs[5], a)
+    assert {c.cluster_of(d.id) for d in docs} == {a.cluster_id}
+    # The merged cluster decides like one built whole: a further report joins it.
+    title, text = _report("mysore", 1)
+    more = Doc(50, title + " (update)", text + "\nMore to follow.", docs[-1].published, "s50")
+    assert c.decide(more).cluster_id == a.cluster_id
+
+    off = _two_clusters(docs[:3], docs[3:5], ClusterParams(one_story_cross=1.0))
+    assert off.decide(docs[5]).merge is None
+
+
+def test_same_kind_events_are_not_merged() -> None:
+    mysore = _docs([("mysore", *_report("mysore", k)) for k in range(4)])
+    sukanya = [Doc(10 + i, t, x, mysore[0].published, f"t{i}")
+               for i, (t, x) in enumerate(_report("sukanya", k) for k in range(3))]
+    # A report that joins at any score, so the Sukanya cluster is a runner-up above the bar.
+    c = _two_clusters(mysore[:3], sukanya, ALWAYS_JOIN)
+    assert c.decide(mysore[3]).merge is None
+    # The runner-up is there: only the one-story test keeps the two events apart.
+    lax = _two_clusters(mysore[:3], sukanya, ALWAYS_JOIN.model_copy(update={"one_story_cross": 0.0,
+                                                                           "one_story_names": 0.0}))
+    assert lax.decide(mysore[3]).merge is not None
+
+
+def test_merge_is_stored_and_replayed(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "news.sqlite")
+    reports = [_report("mysore", k) for k in range(4)]
+    # Stored apart first (as a stricter clusterer did), then the daemon restarts with defaults.
+    apart = Clusterer(ClusterParams(threshold=0.99))
+    for i, (t, x) in enumerate(reports[:3], start=1):
+        assert ingest_article(store, apart, _article(i, t, x), keywords=("Gibe",)).is_new_cluster
+    restored = build_clusterer(store, ClusterParams())
+    out = ingest_article(store, restored, _article(4, *reports[3]), keywords=("Gibe",))
+    assert isinstance(out, Stored) and out.merge is not None
+    into, gone = out.cluster_id, out.merge.absorbed
+
+    rows = {r["id"]: r for r in store.db.query("SELECT id, cluster_id, merged_from FROM articles")}
+    assert {i for i, r in rows.items() if r["merged_from"] == gone} == set(out.merge.moved)
+    assert all(rows[i]["cluster_id"] == into for i in (*out.merge.moved, 4))
+    clusters = {r["id"]: r for r in store.db.query("SELECT * FROM clusters")}
+    assert clusters[gone]["merged_into"] == into and clusters[gone]["articles"] == 0
+    members = [i for i, r in rows.items() if r["cluster_id"] == into]
+    assert clusters[into]["size"] == len(members) and clusters[into]["merged_into"] is None
+    assert clusters[into]["keywords"] == '["Gibe"]'
+    assert gone not in {c["id"] for c in store.latest_clusters()}
+    assert gone not in {c["id"] for c in store.clusters_since(None)}
+    # An alert sent for the cluster merged away counts for the cluster that absorbed it.
+    store.record_alerts([{"rule": "navy", "cluster_id": gone, "step": 0, "sources_at_alert": 2,
+                          "reason": "new story", "created": "2024-05-01T08:00:00+00:00"}], watermark=None)
+    assert store.latest_alert_steps([into]) == {("navy", into): (0, 2)}
+
+    again = build_clusterer(store, ClusterParams())
+    assert {i: again.cluster_of(i) for i in rows} == {i: r["cluster_id"] for i, r in rows.items()}
     assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     store.close()

@@ -165,6 +165,22 @@ def test_cluster_page_marks_articles_moved_by_a_split(server: httpx.Client, data
     assert '<a href="/-/cluster/42">#42</a>' in server.get(f"/{DB}/articles/{article}").text
 
 
+def test_merged_cluster_page_points_to_the_cluster_that_absorbed_it(server: httpx.Client, database: Path) -> None:
+    conn = sqlite3.connect(database, isolation_level=None)
+    (article,) = conn.execute("SELECT id FROM articles WHERE cluster_id = 1 ORDER BY id DESC LIMIT 1").fetchone()
+    conn.execute("INSERT INTO clusters (id, title, merged_into) VALUES (77, 'An early half of story 1', 1)")
+    conn.execute("UPDATE articles SET merged_from = 77 WHERE id = ?", [article])
+    conn.close()
+    html = server.get("/-/cluster/1").text
+    assert html.count('data-testid="merged-mark"') == 1 and 'href="/-/cluster/77"' in html
+    gone = server.get("/-/cluster/77").text
+    assert 'data-testid="merged-into"' in gone and 'href="/-/cluster/1"' in gone
+    assert '<a href="/-/cluster/1">#1</a>' in server.get(f"/{DB}/clusters/77").text
+    assert '<a href="/-/cluster/77">#77</a>' in server.get(f"/{DB}/articles/{article}").text
+    listed = [r["cluster"] for r in rows(server, f"/{DB}/latest_clusters.json")]
+    assert 1 in listed and 77 not in listed
+
+
 # -- without a server ------------------------------------------------------------------------------------
 
 

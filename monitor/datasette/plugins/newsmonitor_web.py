@@ -85,8 +85,10 @@ def render_cell(row: Any, value: Any, column: str, table: str | None, database: 
     async def inner() -> Any:
         if not await _is_newsmonitor_db(datasette, database):
             return None
-        # A canned query's cluster column, and articles.split_from: a cluster id opens its page.
-        links_cluster = (table, column) in ((None, "cluster"), ("articles", "split_from"))
+        # A canned query's cluster column, and the columns naming where a revision moved things:
+        # a cluster id opens its page.
+        links_cluster = (table, column) in (
+            (None, "cluster"), ("articles", "split_from"), ("articles", "merged_from"), ("clusters", "merged_into"))
         if links_cluster and isinstance(value, int):
             return _link(cluster_url(datasette, value), f"#{value}")
         if table and column == "cluster_id" and isinstance(value, dict) and value.get("value"):
