@@ -21,6 +21,14 @@ How a decision is made (``Clusterer.decide``):
    sees the whole group.  Measured on ECB+ dev topics 1-25 (8 shuffled orders),
    B-cubed F1 went from 0.879 to 0.905; headline-only items never take part (a
    headline is too short to show structure), so UCI headlines score as before.
+5. One story, kept whole (``_one_story``): two groups of reports whose mean cross
+   similarity reaches ``one_story_cross`` and that share names (``one_story_names``)
+   are one story however close-knit each group is.  Such groups are never split, and
+   when an article scores above the threshold against two clusters like that, the
+   runner-up is merged into the cluster it joins (``Assignment.merge``).  The same test
+   refuses a split and allows a merge, so a merge is not split again along its seam.  Measured on
+   ECB+ dev (8 shuffled orders): F1 0.912 -> 0.930; leave-topics-out, choosing the
+   level on four fifths of the topics and scoring the fifth: 0.893 -> 0.913.
 
 State is kept in memory and bounded: documents and clusters older than the time
 window (relative to the newest date seen) are evicted, including their document
@@ -44,10 +52,9 @@ Determinism: the decision depends only on the docs added so far, in the order th
 were added; ties are broken by cluster id.  Input order does matter, as in any
 single-pass clusterer: an early article with a vague text can start a cluster that
 later, more specific articles join or avoid, and early IDF values are rough.  Split
-checks reduce that dependence (a wrong early join can be undone once both events have
-three reports) but do not remove it: over 8 shuffled ECB+ orders F1 ranges 0.901-0.924.
-A split is never undone; re-merging the parts is not attempted (it would need a
-criterion that cannot oscillate against the split one).
+checks and merges reduce that dependence (a wrong early join can be undone once both
+events have three reports; a story started twice is joined up by a report matching
+both) but do not remove it: over 8 shuffled ECB+ orders F1 ranges 0.917-0.940.
 """
 
 from __future__ import annotations

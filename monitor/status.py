@@ -91,6 +91,6 @@ def status_report(store: Store, database: Path) -> StatusReport:
         "(SELECT MAX(last_fetched) FROM feeds)").fetchone()
     return StatusReport(
         database=str(Path(database).resolve()), daemon_pid=running_pid(database), articles=articles,
-        articles_with_text=with_text, clusters=store.count("clusters"), last_pass=last_pass, last_poll=last_poll,
+        articles_with_text=with_text, clusters=store.count_live_clusters(), last_pass=last_pass, last_poll=last_poll,
         feeds=feed_health(store),
     )

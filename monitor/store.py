@@ -452,6 +452,10 @@ class Store:
     def count(self, table: str) -> int:
         return self.db[table].count
 
+    def count_live_clusters(self) -> int:
+        """Clusters that hold articles now: those merged into another are only pointers."""
+        return self.db.execute("SELECT COUNT(*) FROM clusters WHERE merged_into IS NULL").fetchone()[0]
+
     # -- alerts -------------------------------------------------------------------------------
 
     def alert_watermark(self) -> str | None:

@@ -285,6 +285,7 @@ def test_merge_is_stored_and_replayed(tmp_path: Path) -> None:
     assert clusters[into]["keywords"] == '["Gibe"]'
     assert gone not in {c["id"] for c in store.latest_clusters()}
     assert gone not in {c["id"] for c in store.clusters_since(None)}
+    assert store.count_live_clusters() == store.count("clusters") - 1
     # An alert sent for the cluster merged away counts for the cluster that absorbed it.
     store.record_alerts([{"rule": "navy", "cluster_id": gone, "step": 0, "sources_at_alert": 2,
                           "reason": "new story", "created": "2024-05-01T08:00:00+00:00"}], watermark=None)
