@@ -105,8 +105,9 @@ class Split:
 
 @dataclass(frozen=True)
 class Merge:
-    """The article matched two clusters that read as one story: ``moved`` docs leave
-    ``absorbed`` for the cluster the article joins."""
+    """The article matched two clusters that read as one story: ``absorbed`` goes into the
+    cluster the article joins.  ``moved`` lists its docs still in the clusterer's window;
+    the store moves every article of it, older ones included."""
 
     absorbed: int
     moved: tuple[int, ...]

@@ -38,11 +38,11 @@ def test_smoke_ecb_topics_online() -> None:
     items = load_ecb(DEFAULT_DATA, topics=[1, 3, 4, 6, 8])
     assert len({it.gold for it in items}) == 10
     res = evaluate("ecb", items, ClusterParams(), direct=True, verbose=False)
-    # Measured 0.8963 (P 1.00, R 0.81, 17 clusters vs 10) on these topics in sorted order;
-    # 0.9147 before the stream-learned case filter on entities, which gains on shuffled
-    # orders of the same topics (mean of 8: 0.922 -> 0.926) and on the whole dev split,
-    # and 0.9475 before split checks.  Floor just below.
-    assert res["f1"] >= 0.88
+    # Measured 0.9147 (P 1.00, R 0.84, 16 clusters vs 10) on these topics in sorted order;
+    # 0.8963 before one-story merges, 0.9147 before the stream-learned case filter on
+    # entities (which gains on shuffled orders of the same topics, mean of 8: 0.922 ->
+    # 0.926, and on the whole dev split), and 0.9475 before split checks.  Floor just below.
+    assert res["f1"] >= 0.90
     assert res["precision"] >= 0.99
 
 
