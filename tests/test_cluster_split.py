@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.cluster_eval import Labels
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
 from monitor.ingest import Stored, build_clusterer, ingest_article
 from monitor.models import Article
@@ -100,15 +101,14 @@ ALWAYS_JOIN = ClusterParams(threshold=0.0, short_threshold=0.0)
 
 def _final_clusters(docs: list[Doc], params: ClusterParams) -> tuple[dict[int, int], list[Assignment]]:
     c = Clusterer(params)
-    where: dict[int, int] = {}
+    labels = Labels()
     assignments = []
     for d in docs:
         a = c.decide(d)
         c.add(d, a)
         assignments.append(a)
-        where[d.id] = a.cluster_id
-        if a.split is not None:
-            where.update(dict.fromkeys(a.split.moved, a.split.new_cluster_id))
+        labels.record(d.id, a)
+    where = labels.cluster_of
     assert where == {d.id: c.cluster_of(d.id) for d in docs}
     return where, assignments
 
