@@ -67,13 +67,13 @@ def teacher_forced_rows(items: Sequence[Item], params: ClusterParams, tag: int =
     for i, it in enumerate(items, start=1):
         doc = Doc(i, it.title, it.text, it.published, it.source)
         f = c._features(doc)
-        q = c._query(f, c._idf_for(f))
+        q = c._query(f.vectors(), c._idf_for(f))
         ts = c._ts(f)
         for cid, cl in c._clusters.items():
             sig = {s: (_cosine(q[s], cl.centroid[s], cl.norm_sq[s]) if s in q and s in cl.centroid else 0.0)
                    for s in _PARAM_OF}
             sig["year_conflict"] = float(bool(f.years and cl.years and not any(y in cl.years for y in f.years)))
-            sig["score"] = c._score(q, f, ts, cl)
+            sig["score"] = c._score(q, f.years, ts, cl)
             same_topic = _topic(gold_of[cid]) == _topic(it.gold)
             rows.append((tag * 1_000_000 + i, gold_of[cid] == it.gold, same_topic, _topic(it.gold), sig))
         cid = cluster_of_gold.get(it.gold)

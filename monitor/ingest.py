@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, Merge, Split
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, Merge, Reason, Split
 from monitor.dedup import canonical_url, content_hash
 from monitor.models import Article
 from monitor.store import Store, iso, parse_iso
@@ -104,6 +104,7 @@ def ingest_article(
             _store_split(store, assignment.split, keywords)
         if assignment.merge is not None:
             store.merge_cluster(assignment.merge.absorbed, assignment.cluster_id)
+            _store_reasons(store, assignment.merge.reasons)
             _refresh_with_keywords(store, assignment.cluster_id, keywords)
     clusterer.add(doc, assignment)
     return Stored(
@@ -115,14 +116,19 @@ def ingest_article(
 def _store_split(store: Store, split: Split, keywords: Sequence[str]) -> None:
     """Move the split-off articles to their new cluster, in the article's own transaction.
 
-    Each article keeps the score and shared terms of the join it made, and records the
-    cluster it left (``split_from``); both clusters' statistics, titles and tracked
-    keywords are recomputed from what they now hold.
+    Each article records the cluster it left (``split_from``) and gets the score and
+    shared terms the clusterer recomputed against its new cluster; both clusters'
+    statistics, titles and tracked keywords are recomputed from what they now hold.
     """
     store.ensure_cluster(split.new_cluster_id, title="")
     store.move_articles(split.moved, split.new_cluster_id, split_from=split.cluster_id)
+    _store_reasons(store, split.reasons)
     for cluster_id in (split.cluster_id, split.new_cluster_id):
         _refresh_with_keywords(store, cluster_id, keywords)
+
+
+def _store_reasons(store: Store, reasons: Sequence[Reason]) -> None:
+    store.set_reasons([(r.doc_id, r.score, r.shared_terms) for r in reasons])
 
 
 def _refresh_with_keywords(store: Store, cluster_id: int, keywords: Sequence[str]) -> None:

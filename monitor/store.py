@@ -160,9 +160,15 @@ def _migration_5_merges(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_clusters_merged_into ON clusters(merged_into)")
 
 
+def _migration_6_rescored(db: sqlite_utils.Database) -> None:
+    """An article's score and terms may be recomputed against the cluster a split or merge moved it to."""
+    if "rescored_at" not in db["articles"].columns_dict:
+        db["articles"].add_column("rescored_at", str)
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1_initial, _migration_2_alerts, _migration_3_feed_health, _migration_4_split_from,
-    _migration_5_merges)
+    _migration_5_merges, _migration_6_rescored)
 
 
 @dataclass(frozen=True)
@@ -373,12 +379,13 @@ class Store:
     def move_articles(self, article_ids: Sequence[int], cluster_id: int, *, split_from: int) -> None:
         """Re-home articles after the clusterer split ``split_from`` (callers refresh both clusters).
 
-        ``split_from`` is kept on each article: its stored score and terms explain the join
-        it made to that cluster, so a reader needs to know it was moved since."""
+        ``split_from`` is kept on each article, so a reader knows it was moved; its score and
+        terms explain the join it made to that cluster until ``set_reasons`` re-scores it."""
         for start in range(0, len(article_ids), 500):
             chunk = list(article_ids[start:start + 500])
             self.db.execute(
-                f"UPDATE articles SET cluster_id = ?, split_from = ? WHERE id IN ({', '.join('?' * len(chunk))})",
+                "UPDATE articles SET cluster_id = ?, split_from = ?, rescored_at = NULL "
+                f"WHERE id IN ({', '.join('?' * len(chunk))})",
                 [cluster_id, split_from, *chunk])
 
     def merge_cluster(self, absorbed: int, into: int) -> None:
@@ -386,10 +393,20 @@ class Store:
 
         The absorbed row stays, empty and pointing at ``into``, so links to it and its past
         alerts still lead somewhere; its articles record ``merged_from``."""
-        self.db.execute("UPDATE articles SET cluster_id = ?, merged_from = ? WHERE cluster_id = ?",
+        self.db.execute("UPDATE articles SET cluster_id = ?, merged_from = ?, rescored_at = NULL WHERE cluster_id = ?",
                         [into, absorbed, absorbed])
         self.db.execute("UPDATE clusters SET merged_into = ?, size = 0, articles = 0, sources = 0, updated_at = ? "
                         "WHERE id = ?", [into, now_iso(), absorbed])
+
+    def set_reasons(self, reasons: Sequence[tuple[int, float, Sequence[str]]]) -> None:
+        """Store (article id, score, shared terms) recomputed against the article's cluster now.
+
+        ``rescored_at`` says the score and terms no longer describe the article's first join
+        but its place in the cluster a split or merge moved it to."""
+        now = now_iso()
+        self.db.conn.executemany(
+            "UPDATE articles SET cluster_score = ?, cluster_terms = ?, rescored_at = ? WHERE id = ?",
+            [(score, json.dumps(list(terms)), now, article_id) for article_id, score, terms in reasons])
 
     def cluster_texts(self, cluster_id: int) -> list[str]:
         """Title and text of each article of a cluster, to recompute its tracked keywords."""

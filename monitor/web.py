@@ -99,7 +99,7 @@ _ARTICLES_SQL = """
 SELECT a.id, a.url, a.title, substr(a.text, 1, 420) AS excerpt, length(a.text) AS text_length,
        coalesce(f.name, a.source) AS outlet, a.feed_id, a.published, a.fetched_at,
        coalesce(a.published, a.fetched_at) AS time, a.language, a.duplicate_of, a.duplicate_similarity,
-       a.cluster_score, a.cluster_terms, a.author, a.split_from, a.merged_from
+       a.cluster_score, a.cluster_terms, a.author, a.split_from, a.merged_from, a.rescored_at
 FROM articles a LEFT JOIN feeds f ON f.id = a.feed_id
 WHERE a.cluster_id = ?
 ORDER BY time, a.id

@@ -3,6 +3,7 @@ events is split; two clusters that turn out to hold one story are merged."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -179,11 +180,18 @@ def test_split_is_stored_with_both_clusters_recomputed(tmp_path: Path) -> None:
     # Tracked keywords follow the articles that carry them.
     assert clusters[next(iter(sukanya))]["keywords"] == '["Sukanya"]'
     assert clusters[next(iter(mysore))]["keywords"] == "[]"
-    # Articles keep the explanation of the join they made, and moved ones say where from.
+    # Moved articles say where from, and their score and terms are re-checked against the
+    # cluster they moved to: they name their own ship, not the other event's.
     assert store.db.execute("SELECT COUNT(*) FROM articles WHERE cluster_score IS NULL").fetchone()[0] == 1
-    split_from = {r["id"]: r["split_from"] for r in store.db.query("SELECT id, split_from FROM articles")}
-    assert {i for i, c in split_from.items() if c is not None} == {i for s in splits for i in s.moved}
-    assert all(split_from[i] == splits[-1].cluster_id for i in splits[-1].moved)
+    stored = {r["id"]: r for r in store.db.query("SELECT * FROM articles")}
+    assert {i for i, r in stored.items() if r["split_from"] is not None} == {i for s in splits for i in s.moved}
+    assert all(stored[i]["split_from"] == splits[-1].cluster_id for i in splits[-1].moved)
+    reasons = {r.doc_id: r for s in splits for r in s.reasons}
+    assert set(reasons) == {i for i, r in stored.items() if r["rescored_at"] is not None} == set(splits[-1].moved)
+    for i, reason in reasons.items():
+        terms = json.loads(stored[i]["cluster_terms"])
+        assert stored[i]["cluster_score"] == reason.score > ALWAYS_JOIN.threshold
+        assert terms == list(reason.shared_terms) and "sukanya" in terms and "gibe" not in terms
 
     # A restart replays the stored (split) clusters, and a new report finds its event.
     restored = build_clusterer(store, ALWAYS_JOIN)
@@ -275,8 +283,13 @@ def test_merge_is_stored_and_replayed(tmp_path: Path) -> None:
     assert isinstance(out, Stored) and out.merge is not None
     into, gone = out.cluster_id, out.merge.absorbed
 
-    rows = {r["id"]: r for r in store.db.query("SELECT id, cluster_id, merged_from FROM articles")}
+    rows = {r["id"]: r for r in store.db.query("SELECT id, cluster_id, merged_from, cluster_score, rescored_at "
+                                               "FROM articles")}
     assert {i for i, r in rows.items() if r["merged_from"] == gone} == set(out.merge.moved)
+    # The absorbed articles are re-scored against the merged story, its founder included
+    # (it had no score: it joined nothing).
+    assert {r.doc_id for r in out.merge.reasons} == set(out.merge.moved)
+    assert all(rows[i]["rescored_at"] is not None and rows[i]["cluster_score"] > 0.2 for i in out.merge.moved)
     assert all(rows[i]["cluster_id"] == into for i in (*out.merge.moved, 4))
     clusters = {r["id"]: r for r in store.db.query("SELECT * FROM clusters")}
     assert clusters[gone]["merged_into"] == into and clusters[gone]["articles"] == 0
@@ -298,3 +311,25 @@ def test_merge_is_stored_and_replayed(tmp_path: Path) -> None:
     assert store.db.execute("SELECT merged_into FROM clusters WHERE id = ?", [gone]).fetchone()[0] is None
     assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     store.close()
+
+
+def test_leave_one_out_matches_the_group_built_without_the_doc() -> None:
+    """Re-scoring subtracts a doc from its group's centroid instead of rebuilding it: the
+    result must be the cluster the other docs alone would make."""
+    docs = _docs(_interleaved())
+    clusterer = Clusterer(ALWAYS_JOIN.model_copy(update={"split_ratio": 0.0}))
+    for doc in docs:
+        clusterer.add(doc, clusterer.decide(doc))
+    (cid,) = {clusterer.cluster_of(d.id) for d in docs}
+    states = {d.id: clusterer._docs[d.id] for d in docs}
+    group = clusterer._assemble(cid, list(states.values()))
+    for doc_id, state in states.items():
+        vectors = {sig: dict(zip(terms, weights, strict=True)) for sig, (terms, weights) in state.raw.items()}
+        idf = {table: {t: clusterer._idf_now(table, t) for vec in vectors.values() for t in vec}
+               for table in ("body", "ents", "nums")}
+        rest = clusterer._leave_out(group, vectors, idf, state.years)
+        alone = clusterer._assemble(cid, [s for d, s in states.items() if d != doc_id])
+        assert set(rest.centroid) == set(alone.centroid) and rest.years == alone.years
+        for sig, cen in alone.centroid.items():
+            assert rest.centroid[sig].keys() == cen.keys()
+            assert abs(rest.norm_sq[sig] - alone.norm_sq[sig]) < 1e-6 * alone.norm_sq[sig]

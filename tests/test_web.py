@@ -157,9 +157,13 @@ def test_cluster_page_marks_articles_moved_by_a_split(server: httpx.Client, data
     conn = sqlite3.connect(database, isolation_level=None)
     (article,) = conn.execute("SELECT id FROM articles WHERE cluster_id = 1 ORDER BY id DESC LIMIT 1").fetchone()
     conn.execute("UPDATE articles SET split_from = 42 WHERE id = ?", [article])
-    conn.close()
     html = server.get("/-/cluster/1").text
     assert html.count('data-testid="split-mark"') == 1 and 'href="/-/cluster/42"' in html
+    assert "from its join to that story" in html and "re-checked" not in html
+    conn.execute("UPDATE articles SET rescored_at = '2024-05-02T08:00:00+00:00' WHERE id = ?", [article])
+    conn.close()
+    html = server.get("/-/cluster/1").text
+    assert "score and terms re-checked against this story" in html and "from its join to that story" not in html
     data = server.get("/-/cluster/1.json").json()
     assert [a["split_from"] for a in data["articles"] if a["id"] == article] == [42]
     assert '<a href="/-/cluster/42">#42</a>' in server.get(f"/{DB}/articles/{article}").text
