@@ -456,10 +456,10 @@ class Clusterer:
         also = [self._clusters[cid] for neg, cid in ranked[1:] if -neg >= threshold]
         merge = self._merge_check(cluster, also, rows)
         split = None if merge is not None else self._split_check(cluster, doc.id, rows)
-        if merge is not None or split is not None:
-            pending = self._state(doc.id, f, idf, cluster.id, doc.id, ts)
-            merge = merge and self._explain_merge(merge, cluster, doc.id, pending)
-            split = split and self._explain_split(split, doc.id, pending)
+        if merge is not None:
+            merge = self._explain_merge(merge, cluster, self._state(doc.id, f, idf, cluster.id, doc.id, ts))
+        elif split is not None:
+            split = self._explain_split(split, doc.id, self._state(doc.id, f, idf, cluster.id, doc.id, ts))
         return Assignment(cluster.id, False, None, None, score, shared, split, merge)
 
     def add(self, doc: Doc, assignment: Assignment) -> None:
@@ -946,7 +946,7 @@ class Clusterer:
         group = self._assemble(split.new_cluster_id, list(states.values()))
         return replace(split, reasons=self._reasons(group, states))
 
-    def _explain_merge(self, merge: Merge, c: _Cluster, doc_id: int, pending: _DocState) -> Merge:
+    def _explain_merge(self, merge: Merge, c: _Cluster, pending: _DocState) -> Merge:
         """``merge`` with each absorbed doc re-scored against the merged cluster (``c``, the
         deciding doc and the absorbed cluster)."""
         others = {d: self._docs[d] for d in merge.moved}
@@ -962,16 +962,21 @@ class Clusterer:
         ``_score`` and ``_shared_terms`` as a join, with IDF as it is now."""
         out = []
         for doc_id, state in states.items():
-            vectors = {sig: dict(zip(terms, weights, strict=True)) for sig, (terms, weights) in state.raw.items()}
-            idf: dict[str, dict[str, float]] = {table: {} for table in ("body", "ents", "nums")}
-            for sig, vec in vectors.items():
-                table = _DF_OF[sig]
-                idf[table].update((t, self._idf_now(table, t)) for t in vec)
+            vectors, idf = self._kept_vectors(state)
             rest = self._leave_out(group, vectors, idf, state.years)
             q = self._query(vectors, idf)
             score = self._score(q, state.years, state.ts, rest)
             out.append(Reason(doc_id, score, self._shared_terms(q, rest)))
         return tuple(out)
+
+    def _kept_vectors(self, state: _DocState) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+        """A kept doc's signal vectors, and the IDF of their terms as it is now."""
+        vectors = {sig: dict(zip(terms, weights, strict=True)) for sig, (terms, weights) in state.raw.items()}
+        idf: dict[str, dict[str, float]] = {table: {} for table in ("body", "ents", "nums")}
+        for sig, vec in vectors.items():
+            table = _DF_OF[sig]
+            idf[table].update((t, self._idf_now(table, t)) for t in vec)
+        return vectors, idf
 
     @staticmethod
     def _leave_out(

@@ -324,10 +324,7 @@ def test_leave_one_out_matches_the_group_built_without_the_doc() -> None:
     states = {d.id: clusterer._docs[d.id] for d in docs}
     group = clusterer._assemble(cid, list(states.values()))
     for doc_id, state in states.items():
-        vectors = {sig: dict(zip(terms, weights, strict=True)) for sig, (terms, weights) in state.raw.items()}
-        idf = {table: {t: clusterer._idf_now(table, t) for vec in vectors.values() for t in vec}
-               for table in ("body", "ents", "nums")}
-        rest = clusterer._leave_out(group, vectors, idf, state.years)
+        rest = clusterer._leave_out(group, *clusterer._kept_vectors(state), state.years)
         alone = clusterer._assemble(cid, [s for d, s in states.items() if d != doc_id])
         assert set(rest.centroid) == set(alone.centroid) and rest.years == alone.years
         for sig, cen in alone.centroid.items():
