@@ -297,17 +297,52 @@ def _tfidf(vec: dict[str, float], idf: dict[str, float]) -> tuple[dict[str, floa
     return weighted, math.sqrt(sum(x * x for x in weighted.values())) or 1.0
 
 
-def _top_split(merges: np.ndarray, n: int) -> np.ndarray:
-    """Membership of one side of the last merge of a linkage matrix (the 2-cluster cut)."""
-    side = np.zeros(n, bool)
-    stack = [int(merges[-1, 0])]
+def _leaves(merges: np.ndarray, node: int, n: int) -> list[int]:
+    """The docs under ``node`` of a linkage matrix over ``n`` docs."""
+    out, stack = [], [node]
     while stack:
-        node = stack.pop()
-        if node < n:
-            side[node] = True
+        x = stack.pop()
+        if x < n:
+            out.append(x)
         else:
-            stack.extend(int(x) for x in merges[node - n, :2])
-    return side
+            stack.extend(int(y) for y in merges[x - n, :2])
+    return out
+
+
+def _two_way_cut(
+    sim: np.ndarray, merges: np.ndarray, n: int, min_part: int, depth: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Cut an average-link dendrogram in two groups of at least ``min_part`` docs: one
+    side of the cut, and the two core groups the split test compares (masks); None if
+    there is no such cut.
+
+    Why not just the top merge: average link sets a lone odd report apart first, so the
+    top cut of a cluster holding two events was often "1 report vs the rest", too small
+    to split, and the two events stayed together for good (ECB+ topic 10 in most orders).
+    While the cut sets apart fewer than ``min_part`` docs, this goes down into the larger
+    side, at most ``depth`` levels (0: the top cut only).  The outliers set aside join the
+    core they are closer to on average; the test compares the cores alone.  Measured:
+    ECB+ F1 0.9228 -> 0.9327 on 16 orders and 0.9269 -> 0.9331 on 24 more (0.9295 ->
+    0.9299 on the 8 the levels were set on); synthetic stream precision +1.4 points.
+    """
+    node = 2 * n - 2  # the last merge
+    for _ in range(depth + 1):
+        left, right = (int(x) for x in merges[node - n, :2])
+        a, b = _leaves(merges, left, n), _leaves(merges, right, n)
+        if min(len(a), len(b)) >= min_part:
+            break
+        node = left if len(a) >= len(b) else right
+        if node < n:
+            return None
+    else:
+        return None
+    core_a, core_b = np.zeros(n, bool), np.zeros(n, bool)
+    core_a[a] = True
+    core_b[b] = True
+    side = core_a.copy()
+    for i in np.flatnonzero(~(core_a | core_b)):
+        side[i] = sim[i, a].mean() > sim[i, b].mean()
+    return side, core_a, core_b
 
 
 def _mean_within(sim: np.ndarray, part: np.ndarray) -> float:
@@ -754,9 +789,10 @@ class Clusterer:
 
         How: average-link clustering of the cluster's reports (near-duplicates excluded, at
         most ``split_max_docs`` most recent) cut into two groups, on the same weighted
-        mix of signal cosines as ``_score``.  It splits when both groups have
-        ``split_min_part`` reports and the mean similarity across them is at most
-        ``split_ratio`` times the mean within the less cohesive group.  Clusters above 32
+        mix of signal cosines as ``_score``, looking past lone outliers (``_two_way_cut``).
+        It splits when both groups have ``split_min_part`` reports and the mean similarity
+        across their cores is at most ``split_ratio`` times the mean within the less
+        cohesive core.  Clusters above 32
         reports are checked every 8th report, so a long-running story costs O(1) per article.
         """
         p = self.params
@@ -772,18 +808,20 @@ class Clusterer:
         dist = np.clip(1.0 - sim, 0.0, None)
         np.fill_diagonal(dist, 0.0)
         # Condensed upper triangle, as scipy's linkage expects.
-        part_a = _top_split(linkage(dist[np.triu_indices(len(ids), 1)], "average"), len(ids))
-        part_b = ~part_a
-        if min(part_a.sum(), part_b.sum()) < p.split_min_part:
+        merges = linkage(dist[np.triu_indices(len(ids), 1)], "average")
+        cut = _two_way_cut(sim, merges, len(ids), p.split_min_part, p.split_outlier_depth)
+        if cut is None:
             return None
-        within = min(_mean_within(sim, part_a), _mean_within(sim, part_b))
-        cross = float(sim[np.ix_(part_a, part_b)].mean())
-        if within <= 0 or cross > p.split_ratio * within or self._one_story(cross, ents, part_a, part_b):
+        side, core_a, core_b = cut
+        # Judged on the two core groups: outliers set aside by the cut count in neither.
+        within = min(_mean_within(sim, core_a), _mean_within(sim, core_b))
+        cross = float(sim[np.ix_(core_a, core_b)].mean())
+        if within <= 0 or cross > p.split_ratio * within or self._one_story(cross, ents, core_a, core_b):
             return None
         # The group holding the cluster's founder (else its oldest report) keeps the id, so
         # an id always names a cluster that contains that article.
         anchor = c.id if c.id in ids else min(ids)
-        stays = part_a if part_a[ids.index(anchor)] else part_b
+        stays = side if side[ids.index(anchor)] else ~side
         moved_roots = {d for d, keep in zip(ids, stays, strict=True) if not keep}
         new_id = min(moved_roots)
         if new_id in self._clusters:

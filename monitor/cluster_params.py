@@ -119,6 +119,14 @@ class ClusterParams(BaseModel):
         description="Mean entity cosine across two groups from which they name the same people "
         "and places (see one_story_cross); a template retold with other names stays apart.",
     )
+    split_outlier_depth: int = Field(
+        2,
+        ge=0,
+        description="When the top average-link cut of a split check sets apart fewer than "
+        "split_min_part reports (outliers), look up to this many levels further down the "
+        "larger side for the 2-way cut, and test its two core groups without the outliers "
+        "(0: no split then, as before).",
+    )
     split_min_part: int = Field(3, ge=1, description="Reports each group needs before a split.")
     split_max_docs: int = Field(
         64, ge=4, description="Most recent reports of a cluster compared in a split check."
