@@ -7,8 +7,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+from scipy.cluster.hierarchy import linkage
+
 from bench.cluster_eval import Labels
-from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, _two_way_cut
 from monitor.ingest import Stored, build_clusterer, ingest_article
 from monitor.models import Article
 from monitor.store import Store
@@ -330,3 +333,23 @@ def test_leave_one_out_matches_the_group_built_without_the_doc() -> None:
         for sig, cen in alone.centroid.items():
             assert rest.centroid[sig].keys() == cen.keys()
             assert abs(rest.norm_sq[sig] - alone.norm_sq[sig]) < 1e-6 * alone.norm_sq[sig]
+
+
+def test_the_two_way_cut_looks_past_a_lone_outlier() -> None:
+    """Two events of 4 reports each plus one odd report: average link sets the odd one apart
+    first, so the top cut is '1 vs 8'; one level down are the two events."""
+    n = 9
+    sim = np.full((n, n), 0.2)
+    sim[:4, :4] = sim[4:8, 4:8] = 0.6
+    sim[8, :] = sim[:, 8] = 0.05
+    sim[8, :4] = sim[:4, 8] = 0.1  # the odd report is a little closer to the first event
+    np.fill_diagonal(sim, 1.0)
+    merges = linkage((1.0 - sim)[np.triu_indices(n, 1)], "average")
+    assert _two_way_cut(sim, merges, n, min_part=3, depth=0) is None
+    cut = _two_way_cut(sim, merges, n, min_part=3, depth=2)
+    assert cut is not None
+    side, core_a, core_b = cut
+    cores = {frozenset(np.flatnonzero(core_a)), frozenset(np.flatnonzero(core_b))}
+    assert cores == {frozenset(range(4)), frozenset(range(4, 8))}
+    first_event_side = side if side[0] else ~side
+    assert set(np.flatnonzero(first_event_side)) == {0, 1, 2, 3, 8}
