@@ -52,11 +52,12 @@ def test_full_dev_split_shuffled_floor() -> None:
         pytest.skip(f"ECB+ data not present under {DEFAULT_DATA}")
     items = _ordered(load_ecb(DEFAULT_DATA), "shuffle", 0)
     res = evaluate("ecb", items, ClusterParams(), direct=True, verbose=False)
-    # Measured 0.9171 (P 0.930, R 0.905, 54 clusters vs 46 gold); 0.9026 (P 0.963, R 0.849,
-    # 62 clusters) before groups that read as one story were kept and merged whole, 0.8531
-    # before split checks.  Floors just below.
-    assert res["f1"] >= 0.905
-    assert res["precision"] >= 0.92
+    # Measured 0.9224 (P 0.944, R 0.902, 55 clusters vs 46 gold); 0.9171 (P 0.930) with the
+    # split check's top cut only, 0.9026 (P 0.963, R 0.849, 62 clusters) before groups that
+    # read as one story were kept and merged whole as well, 0.8531 before split checks.
+    # Floors just below.
+    assert res["f1"] >= 0.91
+    assert res["precision"] >= 0.935
 
 
 def test_reference_kmeans_is_told_the_true_k() -> None:
