@@ -792,8 +792,8 @@ class Clusterer:
         mix of signal cosines as ``_score``, looking past lone outliers (``_two_way_cut``).
         It splits when both groups have ``split_min_part`` reports and the mean similarity
         across their cores is at most ``split_ratio`` times the mean within the less
-        cohesive core.  Clusters above 32
-        reports are checked every 8th report, so a long-running story costs O(1) per article.
+        cohesive core.  Clusters above 32 reports are checked every 8th report, so a
+        long-running story costs O(1) per article.
         """
         p = self.params
         if p.split_ratio <= 0:
@@ -1023,7 +1023,7 @@ class Clusterer:
         """``c`` without one doc's vectors: centroid entries copied and reduced, the norm
         adjusted on the doc's terms only (an exact recompute would visit every term)."""
         rest = _Cluster(c.id, c.first_ts, c.last_ts, c.size - 1)
-        rest.years = +(c.years - Counter(years))
+        rest.years = c.years - Counter(years)  # keeps positive counts only
         for sig, cen in c.centroid.items():
             vec, weights = vectors.get(sig, {}), idf[_DF_OF[sig]]
             left, norm_sq = dict(cen), c.norm_sq[sig]
