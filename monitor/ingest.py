@@ -48,17 +48,25 @@ def _doc(article_id: int, title: str, text: str, when: datetime | None, source: 
 
 
 MAX_CLOCK_SKEW = timedelta(days=1)
+# Before this a date is a broken default (the Unix epoch, year 1), not a news report's date.
+EARLIEST_PLAUSIBLE = datetime(1990, 1, 1, tzinfo=UTC)
 
 
 def _sane_published(article: Article) -> datetime | None:
-    """A publication date no later than a day after we fetched it.
+    """The publication date the store keeps and the clusterer places the article by.
 
-    Feeds do carry wrong future dates; unchecked, one would sort its cluster
-    first for ever and move the clusterer's time window past every live story.
+    The rule, for dates a feed or page claims:
+    - none: stored as unknown; the clusterer places the article at its fetch time;
+    - before 1990 (the epoch, year 1): a broken default, treated as none;
+    - more than a day after we fetched it: a wrong clock, capped at fetch time + 1 day,
+      so it neither sorts first for ever nor sits beside stories of days to come;
+    - anything else, however old, is believed: backfills and late arrivals are normal,
+      and the clusterer compares an article with the stories around its own date.
     """
-    if article.published is None:
+    published = article.published
+    if published is None or published < EARLIEST_PLAUSIBLE:
         return None
-    return min(article.published, (article.fetched_at or datetime.now(UTC)) + MAX_CLOCK_SKEW)
+    return min(published, (article.fetched_at or datetime.now(UTC)) + MAX_CLOCK_SKEW)
 
 
 def _row(article: Article, canonical: str | None, digest: str | None) -> dict[str, object]:

@@ -117,6 +117,25 @@ def test_empty_texts_are_not_duplicates_and_future_dates_are_capped(tmp_path: Pa
     assert published == "2024-03-05T12:00:00+00:00"
 
 
+def test_dates_before_1990_count_as_unknown(tmp_path: Path) -> None:
+    """An epoch-zero date is a broken default: stored as unknown, clustered at fetch time."""
+    store = Store.open(tmp_path / "m.db")
+    clusterer = build_clusterer(store, ClusterParams())
+    fetched = datetime(2024, 3, 4, 12, tzinfo=UTC)
+    text = "Fire crews fought a warehouse blaze in Leeds overnight. " * 5
+    dated = Article(url="https://a.example/1", title="Leeds warehouse fire", text=text, source="a.example",
+                    fetched_at=fetched, published=fetched - timedelta(hours=2))
+    retold = ("Leeds firefighters battled an overnight blaze at a warehouse; crews from across Leeds "
+              "fought the warehouse fire until dawn. ") * 4
+    epoch = Article(url="https://b.example/2", title="Warehouse fire in Leeds", text=retold,
+                    source="b.example", fetched_at=fetched, published=datetime(1970, 1, 1, tzinfo=UTC))
+    ingest_article(store, clusterer, dated)
+    stored = ingest_article(store, clusterer, epoch)
+    assert isinstance(stored, Stored) and stored.cluster_id == 1
+    rows = {r["id"]: r["published"] for r in store.db.query("SELECT id, published FROM articles")}
+    assert rows == {1: "2024-03-04T10:00:00+00:00", 2: None}
+
+
 def test_a_restart_remembers_stored_clusters(tmp_path: Path, seeds_dir: Path) -> None:
     """The second seed arrives after a restart: the replayed clusterer still puts it with the first."""
     later = tmp_path / "later"
