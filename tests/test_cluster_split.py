@@ -11,7 +11,8 @@ import numpy as np
 from scipy.cluster.hierarchy import linkage
 
 from bench.cluster_eval import Labels
-from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, _two_way_cut
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.cluster.revisions import kept_vectors, leave_out, two_way_cut
 from monitor.ingest import Stored, build_clusterer, ingest_article
 from monitor.models import Article
 from monitor.store import Store
@@ -324,11 +325,11 @@ def test_leave_one_out_matches_the_group_built_without_the_doc() -> None:
     for doc in docs:
         clusterer.add(doc, clusterer.decide(doc))
     (cid,) = {clusterer.cluster_of(d.id) for d in docs}
-    states = {d.id: clusterer._docs[d.id] for d in docs}
-    group = clusterer._assemble(cid, list(states.values()))
+    states = {d.id: clusterer.window.docs[d.id] for d in docs}
+    group = clusterer.window.assemble(cid, list(states.values()))
     for doc_id, state in states.items():
-        rest = clusterer._leave_out(group, *clusterer._kept_vectors(state), state.years)
-        alone = clusterer._assemble(cid, [s for d, s in states.items() if d != doc_id])
+        rest = leave_out(group, *kept_vectors(state, clusterer.vocabulary), state.years)
+        alone = clusterer.window.assemble(cid, [s for d, s in states.items() if d != doc_id])
         assert set(rest.centroid) == set(alone.centroid) and rest.years == alone.years
         for sig, cen in alone.centroid.items():
             assert rest.centroid[sig].keys() == cen.keys()
@@ -345,8 +346,8 @@ def test_the_two_way_cut_looks_past_a_lone_outlier() -> None:
     sim[8, :4] = sim[:4, 8] = 0.1  # the odd report is a little closer to the first event
     np.fill_diagonal(sim, 1.0)
     merges = linkage((1.0 - sim)[np.triu_indices(n, 1)], "average")
-    assert _two_way_cut(sim, merges, n, min_part=3, depth=0) is None
-    cut = _two_way_cut(sim, merges, n, min_part=3, depth=2)
+    assert two_way_cut(sim, merges, n, min_part=3, depth=0) is None
+    cut = two_way_cut(sim, merges, n, min_part=3, depth=2)
     assert cut is not None
     side, core_a, core_b = cut
     cores = {frozenset(np.flatnonzero(core_a)), frozenset(np.flatnonzero(core_b))}

@@ -1,0 +1,237 @@
+"""The clusterer's window: the docs and clusters it keeps, and the inverted index over them.
+
+State is kept in memory and bounded: documents and clusters older than the time window
+(relative to the newest date seen) are evicted.  A cluster that stays alive because
+reports keep arriving unindexes keys that left its pruned centroid, so its index entries
+do not grow with the story.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+from monitor.cluster.decisions import Merge, Split
+from monitor.cluster.features import SIGNALS, Features
+from monitor.cluster.vectors import Row
+from monitor.cluster.vocabulary import DF_OF, IDF, Vocabulary
+from monitor.cluster_params import ClusterParams
+
+DAY = 86400.0
+
+
+@dataclass
+class ClusterState:
+    """A cluster as the clusterer keeps it: raw-TF centroids (pruned to ``centroid_terms``
+    per signal) with their squared TF-IDF norms, time span, years named, index keys."""
+
+    id: int
+    first_ts: float
+    last_ts: float
+    size: int = 0
+    centroid: dict[str, dict[str, float]] = field(default_factory=dict)
+    norm_sq: dict[str, float] = field(default_factory=dict)
+    keys: set[str] = field(default_factory=set)
+    years: Counter[str] = field(default_factory=Counter)
+    members: dict[int, None] = field(default_factory=dict)  # docs still in the window, in order
+
+
+@dataclass
+class DocState:
+    """What is kept of a doc while it is in the window: enough to rebuild its cluster."""
+
+    cluster_id: int
+    root: int  # first copy when a near-duplicate, else own id
+    ts: float
+    terms: dict[str, tuple[str, ...]]  # df table -> distinct terms counted for it
+    raw: dict[str, tuple[tuple[str, ...], array]]  # signal -> (terms, sublinear TF weights)
+    keys: tuple[str, ...]  # its index keys when it was added
+    years: frozenset[str]
+    rows: dict[str, Row] | None  # split-check vectors; None for near-duplicates and headlines
+
+
+class Window:
+    """Docs and clusters of the last ``window_days``, the posting lists that find candidate
+    clusters, and the updates that keep them consistent (add, split, merge, evict)."""
+
+    def __init__(self, params: ClusterParams, vocabulary: Vocabulary) -> None:
+        self.params = params
+        self.vocabulary = vocabulary
+        self.docs: dict[int, DocState] = {}
+        self.clusters: dict[int, ClusterState] = {}
+        self.postings: dict[str, OrderedDict[int, None]] = {}
+        self._doc_heap: list[tuple[float, int]] = []
+        self._cluster_heap: list[tuple[float, int]] = []
+        self.now: float | None = None
+
+    def ts(self, f: Features) -> float:
+        """Publication time; a doc without one is treated as the newest time seen so far."""
+        if f.ts is not None:
+            return f.ts
+        return self.now if self.now is not None else 0.0
+
+    def root(self, doc_id: int) -> int:
+        state = self.docs.get(doc_id)
+        return state.root if state is not None else doc_id
+
+    def keep(self, doc_id: int, state: DocState) -> None:
+        """Keep a doc (placed in a cluster by ``add_to_cluster``) until it leaves the window."""
+        self.now = state.ts if self.now is None else max(self.now, state.ts)
+        self.docs[doc_id] = state
+        heapq.heappush(self._doc_heap, (state.ts, doc_id))
+
+    def add_to_cluster(
+        self, cid: int, doc_id: int, f: Features, ts: float, idf: IDF, keys: tuple[str, ...]
+    ) -> None:
+        c = self.clusters.get(cid)
+        if c is None:
+            c = ClusterState(cid, ts, ts)
+            self.clusters[cid] = c
+        c.size += 1
+        c.members[doc_id] = None
+        c.first_ts = min(c.first_ts, ts)
+        c.last_ts = max(c.last_ts, ts)
+        for sig in SIGNALS:
+            vec = getattr(f, sig)
+            if not vec:
+                continue
+            table = DF_OF[sig]
+            cen = c.centroid.setdefault(sig, {})
+            delta = 0.0
+            for t, w in vec.items():
+                old = cen.get(t, 0.0)
+                cen[t] = old + w
+                delta += ((old + w) ** 2 - old * old) * idf[table].get(t, 1.0) ** 2
+            pruned = len(cen) > 2 * self.params.centroid_terms
+            if pruned:
+                keep = sorted(cen.items(), key=lambda kv: (-kv[1], kv[0]))
+                c.centroid[sig] = cen = dict(keep[: self.params.centroid_terms])
+            if pruned or sig not in c.norm_sq or c.size & (c.size - 1) == 0:
+                # Exact recompute at sizes 1, 2, 4, 8, ... (amortised O(1) per add): between
+                # them the norm is updated on the doc's terms only, so IDF drift of the
+                # other terms is picked up late; measured to change no ECB+ decision.
+                c.norm_sq[sig] = self.vocabulary.exact_norm_sq(sig, cen)
+            else:
+                c.norm_sq[sig] += delta
+        self._index(c, keys)
+        c.years.update(f.years)
+        heapq.heappush(self._cluster_heap, (c.last_ts, cid))
+
+    # ------------------------------------------------------------------ index
+
+    def _index(self, c: ClusterState, keys: tuple[str, ...]) -> None:
+        """Post ``c`` under ``keys``, most recently updated last (posting lists are capped)."""
+        for key in keys:
+            posting = self.postings.setdefault(key, OrderedDict())
+            posting[c.id] = None
+            posting.move_to_end(c.id)
+            c.keys.add(key)
+            if len(posting) > self.params.posting_cap:
+                posting.popitem(last=False)
+        if len(c.keys) > 4 * self.params.centroid_terms:
+            self._prune_keys(c)
+
+    def _unindex(self, c: ClusterState, keys: set[str] | list[str]) -> None:
+        for key in keys:
+            c.keys.discard(key)
+            posting = self.postings.get(key)
+            if posting is not None:
+                posting.pop(c.id, None)
+                if not posting:
+                    del self.postings[key]
+
+    def _prune_keys(self, c: ClusterState) -> None:
+        """Unindex a long-lived cluster's keys that fell out of its centroid.
+
+        A running story keeps a cluster alive for as long as reports arrive; without this
+        its index keys (and posting entries) would grow with every report, so memory and
+        candidate votes would grow with the stream instead of the window.  Keys still in
+        the (pruned) body or entity centroid stay: they are what the story is about now.
+        """
+        body, ents = c.centroid.get("body", {}), c.centroid.get("ents", {})
+        self._unindex(c, [k for k in c.keys if (k[1:] not in ents if k.startswith("@") else k not in body)])
+
+    # ------------------------------------------------------------------ eviction
+
+    def evict(self) -> list[tuple[int, DocState]]:
+        """Forget docs and clusters older than the window, keeping memory bounded; the docs
+        forgotten are returned, for the caller to uncount (IDF) and unindex (near-duplicates)."""
+        if self.now is None:
+            return []
+        horizon = self.now - self.params.window_days * DAY
+        gone = []
+        while self._doc_heap and self._doc_heap[0][0] < horizon:
+            _, did = heapq.heappop(self._doc_heap)
+            state = self.docs.pop(did, None)
+            if state is None:
+                continue
+            owner = self.clusters.get(state.cluster_id)
+            if owner is not None:
+                owner.members.pop(did, None)
+            gone.append((did, state))
+        while self._cluster_heap and self._cluster_heap[0][0] < horizon:
+            last_ts, cid = heapq.heappop(self._cluster_heap)
+            c = self.clusters.get(cid)
+            if c is None or c.last_ts != last_ts or c.last_ts >= horizon:
+                continue
+            self._unindex(c, list(c.keys))
+            del self.clusters[cid]
+        return gone
+
+    # ------------------------------------------------------------------ revisions
+
+    def apply_split(self, split: Split) -> None:
+        """Rebuild the two clusters from their members' kept vectors and re-index them."""
+        c = self.clusters.get(split.cluster_id)
+        if c is None or split.new_cluster_id in self.clusters:
+            return
+        moved = set(split.moved)
+        self._unindex(c, list(c.keys))
+        del self.clusters[c.id]
+        self._rebuild(c.id, [d for d in c.members if d not in moved])
+        self._rebuild(split.new_cluster_id, [d for d in c.members if d in moved])
+
+    def apply_merge(self, into: int, merge: Merge) -> None:
+        """Rebuild ``into`` from its own and the absorbed cluster's docs; the absorbed one is gone."""
+        c, gone = self.clusters.get(into), self.clusters.get(merge.absorbed)
+        if c is None or gone is None:
+            return
+        for old in (c, gone):
+            self._unindex(old, list(old.keys))
+            del self.clusters[old.id]
+        self._rebuild(into, sorted([*c.members, *gone.members]))
+
+    def _rebuild(self, cid: int, members: list[int]) -> None:
+        """A cluster from scratch out of docs in the window (docs already evicted are gone
+        from it, so its centroid describes only the reports still in the window)."""
+        if not members:
+            return
+        states = [self.docs[d] for d in members]
+        c = self.assemble(cid, states)
+        keys: dict[str, None] = {}
+        for d, state in zip(members, states, strict=True):
+            state.cluster_id = cid
+            c.members[d] = None
+            keys.update(dict.fromkeys(state.keys))
+        self.clusters[cid] = c
+        self._index(c, tuple(keys))
+        heapq.heappush(self._cluster_heap, (c.last_ts, cid))
+
+    def assemble(self, cid: int, states: list[DocState]) -> ClusterState:
+        """Centroid, years, span and size of a group of docs, as ``add_to_cluster`` would have
+        built them one by one (pruned alike); not registered, indexed nor given members."""
+        c = ClusterState(cid, min(s.ts for s in states), max(s.ts for s in states), len(states))
+        for state in states:
+            c.years.update(state.years)
+            for sig, (terms, weights) in state.raw.items():
+                cen = c.centroid.setdefault(sig, {})
+                for t, w in zip(terms, weights, strict=True):
+                    cen[t] = cen.get(t, 0.0) + w
+        for sig, cen in list(c.centroid.items()):
+            if len(cen) > 2 * self.params.centroid_terms:
+                keep = sorted(cen.items(), key=lambda kv: (-kv[1], kv[0]))
+                c.centroid[sig] = cen = dict(keep[: self.params.centroid_terms])
+            c.norm_sq[sig] = self.vocabulary.exact_norm_sq(sig, cen)
+        return c
