@@ -79,8 +79,15 @@ class ClusterParams(BaseModel):
     )
     window_days: float = Field(
         7.0,
-        description="Only clusters active within this many days are candidates; older "
-        "docs/clusters are evicted from memory.",
+        description="Only clusters whose time span comes within this many days of an "
+        "article's own date are its candidates; docs dated this close to the newest date "
+        "seen stay in memory.",
+    )
+    hot_docs: int = Field(
+        5000,
+        ge=1,
+        description="Docs kept in memory beyond the window, the most recently arrived: a "
+        "backfill delivered newest first finds its own stories here, whatever their dates.",
     )
     near_dup_threshold: float = Field(
         0.5, description="Estimated Jaccard of word shingles from which a doc is a near-duplicate."

@@ -179,7 +179,7 @@ def test_restore_by_replaying_add_gives_same_decisions() -> None:
 
 
 def test_memory_is_bounded_by_the_time_window() -> None:
-    params = ClusterParams(window_days=1.0)
+    params = ClusterParams(window_days=1.0, hot_docs=4)
     c = Clusterer(params)
     docs = [Doc(id=i, title=f"Event {i}", text=f"Unique story {i} about place Xq{i}.",
                 published=DAY + timedelta(hours=6 * i), source="s") for i in range(1, 41)]

@@ -1,16 +1,21 @@
 """The clusterer's window: the docs and clusters it keeps, and the inverted index over them.
 
-State is kept in memory and bounded: documents and clusters older than the time window
-(relative to the newest date seen) are evicted.  A cluster that stays alive because
-reports keep arriving unindexes keys that left its pruned centroid, so its index entries
-do not grow with the story.
+State is kept in memory and bounded.  What stays is the stream's neighbourhood in both
+senses: every doc dated within ``window_days`` of the newest date seen (the live stories),
+and the last ``hot_docs`` docs to arrive, whatever their dates.  The second half is what
+makes arrival order not decide the clusters: a feed delivering weeks of history newest
+first brings each story's older reports right after its newer ones, and they must still
+be in memory when they do, although their dates are far behind the newest.  Docs leave in
+arrival order once they are neither; a cluster leaves with its last doc.  A cluster that
+stays alive because reports keep arriving unindexes keys that left its pruned centroid, so
+its index entries do not grow with the story.
 """
 
 from __future__ import annotations
 
 import heapq
 from array import array
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 from monitor.cluster.decisions import Merge, Split
@@ -53,8 +58,9 @@ class DocState:
 
 
 class Window:
-    """Docs and clusters of the last ``window_days``, the posting lists that find candidate
-    clusters, and the updates that keep them consistent (add, split, merge, evict)."""
+    """Docs and clusters in memory (see the module docstring for which), the posting lists
+    that find candidate clusters, and the updates that keep them consistent (add, split,
+    merge, evict)."""
 
     def __init__(self, params: ClusterParams, vocabulary: Vocabulary) -> None:
         self.params = params
@@ -62,8 +68,8 @@ class Window:
         self.docs: dict[int, DocState] = {}
         self.clusters: dict[int, ClusterState] = {}
         self.postings: dict[str, OrderedDict[int, None]] = {}
-        self._doc_heap: list[tuple[float, int]] = []
-        self._cluster_heap: list[tuple[float, int]] = []
+        self._arrivals: deque[int] = deque()  # docs in arrival order
+        self._dated: list[tuple[float, int]] = []  # docs past hot_docs, kept while inside the window
         self.now: float | None = None
 
     def ts(self, f: Features) -> float:
@@ -80,7 +86,7 @@ class Window:
         """Keep a doc (placed in a cluster by ``add_to_cluster``) until it leaves the window."""
         self.now = state.ts if self.now is None else max(self.now, state.ts)
         self.docs[doc_id] = state
-        heapq.heappush(self._doc_heap, (state.ts, doc_id))
+        self._arrivals.append(doc_id)
 
     def add_to_cluster(
         self, cid: int, doc_id: int, f: Features, ts: float, idf: IDF, keys: tuple[str, ...]
@@ -117,7 +123,6 @@ class Window:
                 c.norm_sq[sig] += delta
         self._index(c, keys)
         c.years.update(f.years)
-        heapq.heappush(self._cluster_heap, (c.last_ts, cid))
 
     # ------------------------------------------------------------------ index
 
@@ -156,29 +161,38 @@ class Window:
     # ------------------------------------------------------------------ eviction
 
     def evict(self) -> list[tuple[int, DocState]]:
-        """Forget docs and clusters older than the window, keeping memory bounded; the docs
-        forgotten are returned, for the caller to uncount (IDF) and unindex (near-duplicates)."""
+        """Forget the earliest arrived docs beyond ``hot_docs`` that are dated before the
+        window (relative to the newest date seen), and clusters left without docs; the docs
+        forgotten are returned, for the caller to uncount (IDF) and unindex (near-duplicates).
+
+        A doc past ``hot_docs`` but still inside the window waits, by date, until the window
+        moves past it: each doc is queued once in each order, so eviction is O(log n) a doc."""
         if self.now is None:
             return []
         horizon = self.now - self.params.window_days * DAY
-        gone = []
-        while self._doc_heap and self._doc_heap[0][0] < horizon:
-            _, did = heapq.heappop(self._doc_heap)
-            state = self.docs.pop(did, None)
-            if state is None:
-                continue
-            owner = self.clusters.get(state.cluster_id)
-            if owner is not None:
-                owner.members.pop(did, None)
-            gone.append((did, state))
-        while self._cluster_heap and self._cluster_heap[0][0] < horizon:
-            last_ts, cid = heapq.heappop(self._cluster_heap)
-            c = self.clusters.get(cid)
-            if c is None or c.last_ts != last_ts or c.last_ts >= horizon:
-                continue
-            self._unindex(c, list(c.keys))
-            del self.clusters[cid]
+        gone: list[tuple[int, DocState]] = []
+        while len(self._arrivals) > self.params.hot_docs:
+            did = self._arrivals.popleft()
+            state = self.docs[did]
+            if state.ts >= horizon:
+                heapq.heappush(self._dated, (state.ts, did))
+            else:
+                gone.append((did, self._forget(did)))
+        while self._dated and self._dated[0][0] < horizon:
+            did = heapq.heappop(self._dated)[1]
+            gone.append((did, self._forget(did)))
         return gone
+
+    def _forget(self, doc_id: int) -> DocState:
+        """Drop a doc, and its cluster if it was the cluster's last doc in memory."""
+        state = self.docs.pop(doc_id)
+        owner = self.clusters.get(state.cluster_id)
+        if owner is not None:
+            owner.members.pop(doc_id, None)
+            if not owner.members:
+                self._unindex(owner, list(owner.keys))
+                del self.clusters[owner.id]
+        return state
 
     # ------------------------------------------------------------------ revisions
 
@@ -217,7 +231,6 @@ class Window:
             keys.update(dict.fromkeys(state.keys))
         self.clusters[cid] = c
         self._index(c, tuple(keys))
-        heapq.heappush(self._cluster_heap, (c.last_ts, cid))
 
     def assemble(self, cid: int, states: list[DocState]) -> ClusterState:
         """Centroid, years, span and size of a group of docs, as ``add_to_cluster`` would have
