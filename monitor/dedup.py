@@ -192,6 +192,17 @@ class NearDuplicateIndex:
         m.update_batch(hashes)
         return m
 
+    def from_values(self, values: np.ndarray) -> MinHash:
+        """A signature from its stored hash values (``values_of``), without the text."""
+        m = self._template.copy()
+        m.hashvalues = values
+        return m
+
+    def values_of(self, key: int) -> np.ndarray | None:
+        """The hash values of an indexed doc's signature, for the store to keep."""
+        sig = self._sigs.get(key)
+        return sig.hashvalues if sig is not None else None
+
     def query(self, sig: MinHash, min_similarity: float | None = None) -> list[tuple[int, float]]:
         """Indexed docs with estimated Jaccard >= ``min_similarity``, best (then oldest) first."""
         floor = self.threshold if min_similarity is None else min_similarity

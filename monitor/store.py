@@ -166,9 +166,21 @@ def _migration_6_rescored(db: sqlite_utils.Database) -> None:
         db["articles"].add_column("rescored_at", str)
 
 
+def _migration_7_clusterer_memory(db: sqlite_utils.Database) -> None:
+    """The clusterer's memory (``monitor.store_memory``): each article's kept state, each
+    cluster's centroid, and the (key, day, cluster) index that finds stories out of memory."""
+    db.execute("CREATE TABLE IF NOT EXISTS cluster_docs (article_id INTEGER PRIMARY KEY, ts REAL NOT NULL, "
+               "state BLOB NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_cluster_docs_ts ON cluster_docs(ts)")
+    db.execute("CREATE TABLE IF NOT EXISTS cluster_states (cluster_id INTEGER PRIMARY KEY, first_ts REAL NOT NULL, "
+               "last_ts REAL NOT NULL, seq INTEGER NOT NULL, state BLOB NOT NULL)")
+    db.execute("CREATE TABLE IF NOT EXISTS cluster_keys (key TEXT NOT NULL, day INTEGER NOT NULL, "
+               "cluster_id INTEGER NOT NULL, PRIMARY KEY (key, day, cluster_id)) WITHOUT ROWID")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1_initial, _migration_2_alerts, _migration_3_feed_health, _migration_4_split_from,
-    _migration_5_merges, _migration_6_rescored)
+    _migration_5_merges, _migration_6_rescored, _migration_7_clusterer_memory)
 
 
 @dataclass(frozen=True)

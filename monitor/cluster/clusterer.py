@@ -7,6 +7,7 @@ The work is done by the parts it wires together (``features``, ``vocabulary``, `
 from __future__ import annotations
 
 from array import array
+from collections import ChainMap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -14,9 +15,11 @@ import numpy as np
 
 from monitor.cluster.decisions import Assignment, Doc, Merge, Split
 from monitor.cluster.features import SIGNALS, Features, extract
+from monitor.cluster.memory import Changes, Memory, Recall, cold_candidates, day_of
+from monitor.cluster.persist import decode_cluster, decode_doc, encode_cluster, encode_doc
 from monitor.cluster.revisions import Reviser
 from monitor.cluster.scoring import Query, Scorer
-from monitor.cluster.state import ClusterState, DocState, Window
+from monitor.cluster.state import DAY, ClusterState, DocState, Window
 from monitor.cluster.vectors import Row, cosine, query, salient, similarity, split_rows
 from monitor.cluster.vocabulary import IDF, Vocabulary
 from monitor.cluster_params import ClusterParams
@@ -41,6 +44,7 @@ class Prepared:
     ts: float
     salient: list[tuple[str, float]]  # index keys (top terms, entities) and weights (``vectors.salient``)
     _rows: dict[str, Row] | None = field(default=None, repr=False)
+    cold: dict[int, ClusterState] = field(default_factory=dict)  # candidates read back from the store
 
     def rows(self) -> dict[str, Row]:
         if self._rows is None:
@@ -49,21 +53,31 @@ class Prepared:
 
 
 class Clusterer:
-    """Single-pass event clusterer; ``decide`` is pure, ``add`` commits a decision."""
+    """Single-pass event clusterer; ``decide`` is pure, ``add`` commits a decision.
 
-    def __init__(self, params: ClusterParams) -> None:
+    With a ``memory`` (the store), the clusterer reads back what it held the first time it
+    is needed, looks there for stories that left memory, and says after each ``add`` what
+    to write (``changes``); without one it starts empty and keeps nothing."""
+
+    def __init__(self, params: ClusterParams, memory: Memory | None = None) -> None:
         self.params = params
+        self.memory = memory
+        self.scorer = Scorer(params)
+        self._start_empty()
+        self._recalled = memory is None
+
+    def _start_empty(self) -> None:
         self.duplicates = NearDuplicateIndex(
-            threshold=params.near_dup_threshold,
-            num_perm=params.num_perm,
-            shingle_size=params.shingle_size,
+            threshold=self.params.near_dup_threshold,
+            num_perm=self.params.num_perm,
+            shingle_size=self.params.shingle_size,
         )
         self.vocabulary = Vocabulary()
-        self.window = Window(params, self.vocabulary)
-        self.scorer = Scorer(params)
-        self.reviser = Reviser(params, self.window, self.vocabulary, self.scorer)
+        self.window = Window(self.params, self.vocabulary)
+        self.reviser = Reviser(self.params, self.window, self.vocabulary, self.scorer)
         self._version = 0  # bumped by every add
         self._prepared: Prepared | None = None
+        self._changes = Changes()
 
     # ------------------------------------------------------------------ public API
 
@@ -75,16 +89,19 @@ class Clusterer:
         copy = self._as_copy(f, q, ts)
         if copy is not None:
             return copy
+        if self.memory is not None and self.window.may_hold_cold(ts):
+            p.cold = cold_candidates(self.memory, self.window, self.vocabulary, self.params, p.salient, ts)
         # Best first; ties go to the older (lower) cluster id.
-        clusters = self.window.clusters
-        candidates = self.scorer.candidates(self.window, p.salient, ts)
+        clusters = ChainMap(self.window.clusters, p.cold)
+        candidates = [*self.scorer.candidates(self.window, p.salient, ts), *p.cold]
         ranked = sorted((-self.scorer.score(q, f.years, ts, clusters[cid]), cid) for cid in candidates)
         threshold = self.params.threshold if f.long else self.params.short_threshold
         if not ranked or -ranked[0][0] < threshold:
             return Assignment.new(doc.id)
         score, cluster = -ranked[0][0], clusters[ranked[0][1]]
         shared = self.scorer.shared_terms(q, cluster)
-        if not f.long:
+        # A story read back from the store has none of its reports in memory to check.
+        if not f.long or cluster.id in p.cold:
             return Assignment.join(cluster.id, score, shared)
         also = [clusters[cid] for neg, cid in ranked[1:] if -neg >= threshold]
         split, merge = self._revisions(p, cluster, also)
@@ -92,6 +109,7 @@ class Clusterer:
 
     def add(self, doc: Doc, assignment: Assignment) -> None:
         """Record ``doc`` as placed by ``assignment`` (after the caller has committed it)."""
+        self._recall()
         if doc.id in self.window.docs:
             return
         # Features and IDF as they will be once this doc is counted (reused from decide()).
@@ -106,17 +124,29 @@ class Clusterer:
         self.window.keep(doc.id, state)
         if p.features.sig is not None:
             self.duplicates.insert(doc.id, p.features.sig)
+        if assignment.cluster_id in p.cold:
+            self.window.adopt(p.cold[assignment.cluster_id])
         self.window.add_to_cluster(assignment.cluster_id, doc.id, p.features, p.ts, p.idf, state.keys)
         if assignment.split is not None:
             self.window.apply_split(assignment.split)
         if assignment.merge is not None:
             self.window.apply_merge(assignment.cluster_id, assignment.merge)
-        for doc_id, gone in self.window.evict():
-            self.vocabulary.forget(gone.terms)
-            self.duplicates.remove(doc_id)
+        self._note_changes(doc.id, assignment)
+        self._evict()
+
+    def changes(self) -> Changes:
+        """What the last ``add`` changed, encoded for the store (empty without a memory)."""
+        return self._changes
+
+    def forget(self) -> None:
+        """Drop everything held; it is read back from the memory when next needed.  For a
+        transaction that failed after ``add``: the store is then the truth."""
+        self._start_empty()
+        self._recalled = self.memory is None
 
     def cluster_of(self, doc_id: int) -> int | None:
         """The cluster a doc in the window belongs to now (splits move docs)."""
+        self._recall()
         state = self.window.docs.get(doc_id)
         return state.cluster_id if state is not None else None
 
@@ -161,6 +191,7 @@ class Clusterer:
 
     def _prepare(self, doc: Doc) -> Prepared:
         """The reading of ``doc`` kept from ``decide`` if still valid, else a new one (kept)."""
+        self._recall()
         p = self._prepared
         if p is None or p.version != self._version or p.doc != doc:
             p = self._prepared = self._read(doc)
@@ -222,3 +253,69 @@ class Clusterer:
         if split is not None:
             split = self.reviser.explain_split(split, p.doc.id, self._state(p, cluster.id, p.doc.id))
         return split, None
+
+    # ------------------------------------------------------------------ the store as memory
+
+    def _evict(self) -> None:
+        for doc_id, gone in self.window.evict():
+            self.vocabulary.forget(gone.terms)
+            self.duplicates.remove(doc_id)
+
+    def _note_changes(self, doc_id: int, assignment: Assignment) -> None:
+        """Encode what this ``add`` changed, if there is a store to write it: the doc's
+        kept state, the clusters it changed, and index rows for the docs now in a cluster
+        they were not indexed under."""
+        changed, removed = self.window.take_changes()
+        if self.memory is None:
+            return
+        state = self.window.docs[doc_id]
+        sig = self.duplicates.values_of(doc_id)
+        placed = [(doc_id, assignment.final_cluster_of(doc_id))]
+        if assignment.split is not None:
+            placed += [(d, assignment.split.new_cluster_id) for d in assignment.split.moved if d != doc_id]
+        if assignment.merge is not None:
+            placed += [(d, assignment.cluster_id) for d in assignment.merge.moved]
+        keys = [(key, day_of(self.window.docs[d].ts), cid) for d, cid in placed if d in self.window.docs
+                for key in self.window.docs[d].keys]
+        self._changes = Changes(
+            doc=(doc_id, state.ts, encode_doc(state, sig)),
+            clusters=[(c.id, c.first_ts, c.last_ts, encode_cluster(c)) for c in changed],
+            removed=removed,
+            keys=keys,
+        )
+
+    def _recall(self) -> None:
+        """Read back what the store says the clusterer holds, once, on first need."""
+        if self._recalled or self.memory is None:
+            return
+        self._recalled = True
+        recall = self.memory.recall(self.params.hot_docs, self.params.window_days)
+        if not self._restore(recall):
+            self._start_empty()
+            self._replay(recall)
+        if recall.older_stored and self.window.now is not None:
+            self.window.cold_after = self.window.now - self.params.window_days * DAY
+        self._version += 1
+
+    def _restore(self, recall: Recall) -> bool:
+        """Kept states as they were written; False if some are missing (stored by an
+        earlier version), for ``_replay`` to read those texts instead."""
+        if any(r.state is None or r.cluster_id not in recall.clusters for r in recall.docs):
+            return False
+        for cid, blob in recall.clusters.items():  # in the order they were last changed
+            self.window.adopt(decode_cluster(cid, blob))
+        for r in recall.docs:
+            state, values = decode_doc(r.state, r.cluster_id)  # type: ignore[arg-type]
+            self.vocabulary.count(state.terms)
+            self.window.restore(r.doc.id, state)
+            if values is not None:
+                self.duplicates.insert(r.doc.id, self.duplicates.from_values(values))
+        self.window.take_changes()
+        self._evict()
+        return True
+
+    def _replay(self, recall: Recall) -> None:
+        """Read the recalled articles again, as placed, in arrival order."""
+        for r in recall.docs:
+            self.add(r.doc, Assignment(r.cluster_id, r.cluster_id == r.doc.id, r.duplicate_of, None, None, ()))
+        self._changes = Changes()

@@ -71,6 +71,11 @@ class Window:
         self._arrivals: deque[int] = deque()  # docs in arrival order
         self._dated: list[tuple[float, int]] = []  # docs past hot_docs, kept while inside the window
         self.now: float | None = None
+        # Latest end of a cluster that left memory (None: none did): a doc dated within
+        # ``window_days`` of it may belong to a story only the store still holds.
+        self.cold_after: float | None = None
+        self._changed: dict[int, None] = {}  # clusters changed since ``take_changes``
+        self._removed: set[int] = set()
 
     def ts(self, f: Features) -> float:
         """Publication time; a doc without one is treated as the newest time seen so far."""
@@ -99,6 +104,7 @@ class Window:
         c.members[doc_id] = None
         c.first_ts = min(c.first_ts, ts)
         c.last_ts = max(c.last_ts, ts)
+        self._changed[cid] = None
         for sig in SIGNALS:
             vec = getattr(f, sig)
             if not vec:
@@ -192,7 +198,34 @@ class Window:
             if not owner.members:
                 self._unindex(owner, list(owner.keys))
                 del self.clusters[owner.id]
+                self.cold_after = max(self.cold_after or owner.last_ts, owner.last_ts)
         return state
+
+    def may_hold_cold(self, ts: float) -> bool:
+        """Could a story that left memory be a candidate for a doc dated ``ts``?"""
+        return self.cold_after is not None and ts - self.params.window_days * DAY <= self.cold_after
+
+    # ------------------------------------------------------------------ the store as memory
+
+    def adopt(self, c: ClusterState) -> None:
+        """Take back a cluster read from the store (a late report joins a story that had
+        left memory, or start-up): registered and indexed, its members added by the caller."""
+        keys, c.keys = tuple(sorted(c.keys)), set()
+        self.clusters[c.id] = c
+        self._index(c, keys)
+
+    def restore(self, doc_id: int, state: DocState) -> None:
+        """Keep a doc read from the store as a member of its (adopted) cluster."""
+        self.keep(doc_id, state)
+        self.clusters[state.cluster_id].members[doc_id] = None
+
+    def take_changes(self) -> tuple[list[ClusterState], list[int]]:
+        """Clusters changed and clusters gone since the last call, for the store to write."""
+        changed = [self.clusters[cid] for cid in self._changed if cid in self.clusters]
+        removed = sorted(self._removed)
+        self._changed.clear()
+        self._removed.clear()
+        return changed, removed
 
     # ------------------------------------------------------------------ revisions
 
@@ -215,6 +248,7 @@ class Window:
         for old in (c, gone):
             self._unindex(old, list(old.keys))
             del self.clusters[old.id]
+        self._removed.add(gone.id)
         self._rebuild(into, sorted([*c.members, *gone.members]))
 
     def _rebuild(self, cid: int, members: list[int]) -> None:
@@ -230,6 +264,7 @@ class Window:
             c.members[d] = None
             keys.update(dict.fromkeys(state.keys))
         self.clusters[cid] = c
+        self._changed[cid] = None
         self._index(c, tuple(keys))
 
     def assemble(self, cid: int, states: list[DocState]) -> ClusterState:

@@ -25,7 +25,7 @@ _BLAS = ThreadpoolController()
 
 
 @lru_cache(maxsize=CACHE_TERMS)
-def _column(term: str) -> int:
+def column(term: str) -> int:
     return zlib.crc32(term.encode("utf-8", "surrogatepass")) & (_COLUMNS - 1)
 
 
@@ -89,7 +89,7 @@ def split_rows(f: Features, idf: IDF) -> dict[str, Row]:
             continue
         wv, norm = tfidf(vec, idf[DF_OF[sig]])
         out[sig] = (
-            np.fromiter((_column(t) for t in wv), np.int32, len(wv)),
+            np.fromiter((column(t) for t in wv), np.int32, len(wv)),
             np.fromiter((x / norm for x in wv.values()), np.float32, len(wv)),
         )
     return out

@@ -1,0 +1,131 @@
+"""The store is the clusterer's memory: start-up reads it back, late reports find stories
+that left memory, and a failed transaction never leaves memory ahead of the store."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.cluster import Clusterer, ClusterParams, Doc
+from monitor.ingest import Stored, build_clusterer, ingest_article
+from monitor.models import Article
+from monitor.store import Store
+from tests.test_cluster_stream import SPREAD, _stream
+
+SMALL = ClusterParams(hot_docs=6, window_days=3)
+
+
+def _article(doc: Doc) -> Article:
+    return Article(url=f"https://{doc.source}/{doc.id}", title=doc.title, text=doc.text, source=doc.source,
+                   published=doc.published, fetched_at=doc.published, extraction="text-file")
+
+
+def _ingest(store: Store, clusterer: Clusterer, docs: list[Doc]) -> list[int]:
+    out = []
+    for doc in docs:
+        result = ingest_article(store, clusterer, _article(doc))
+        assert isinstance(result, Stored)
+        out.append(result.article_id)
+    return out
+
+
+def _clusters(store: Store) -> list[tuple[int, int]]:
+    return [(r["id"], r["cluster_id"]) for r in store.db.query("SELECT id, cluster_id FROM articles ORDER BY id")]
+
+
+def _decisions(store: Store) -> list[tuple[int, int, int | None, float | None]]:
+    """Each article's cluster, the copy it duplicates, and its score: what a decision left."""
+    return [tuple(r) for r in store.db.execute(
+        "SELECT id, cluster_id, duplicate_of, cluster_score FROM articles ORDER BY id")]
+
+
+def test_a_restart_reads_kept_state_not_texts_and_decides_as_if_never_stopped(tmp_path: Path) -> None:
+    """Two runs over the same stream: one without stopping, one restarted half-way after
+    every stored text was emptied (retention).  The restarted clusterer cannot read a
+    text, so it works from the kept state, and places every later article the same."""
+    docs = [doc for _, doc in _stream(SPREAD)]
+    half = len(docs) // 2
+    with Store.open(tmp_path / "straight.db") as store:
+        _ingest(store, build_clusterer(store, SMALL), docs)
+        straight = _decisions(store)
+        kept = store.db.execute("SELECT COUNT(*) FROM cluster_docs").fetchone()[0]
+    assert kept == len(docs)
+    with Store.open(tmp_path / "restarted.db") as store:
+        _ingest(store, build_clusterer(store, SMALL), docs[:half])
+        store.db.execute("UPDATE articles SET text = NULL")
+        _ingest(store, build_clusterer(store, SMALL), docs[half:])
+        assert _decisions(store) == straight
+
+
+def test_a_late_report_finds_its_story_in_the_store_after_it_left_memory(tmp_path: Path) -> None:
+    """The quake story left memory weeks of news ago; a quake report dated then, arriving
+    now, joins it through the stored index.  Without the store it starts a story of its own."""
+    stream = _stream({"quake": 25, "strike": 18, "flood": 11, "vote": 4, "launch": 0})
+    late = next(doc for event, doc in stream if event == "quake")
+    rest = [doc for _, doc in stream if doc is not late]
+    with Store.open(tmp_path / "m.db") as store:
+        clusterer = build_clusterer(store, SMALL)
+        ids = dict(zip([d.id for d in rest], _ingest(store, clusterer, rest), strict=True))
+        cluster_of = dict(_clusters(store))
+        quake = {cluster_of[ids[d.id]] for e, d in stream if e == "quake" and d is not late}
+        assert len(quake) == 1
+        assert clusterer.cluster_of(ids[rest[0].id]) is None  # left memory
+        (late_id,) = _ingest(store, clusterer, [late])
+        assert dict(_clusters(store))[late_id] in quake
+    alone = Clusterer(SMALL)
+    for doc in rest:
+        alone.add(doc, alone.decide(doc))
+    assert alone.decide(late).is_new_cluster
+
+
+def test_a_transaction_that_fails_after_the_clusterer_learned_leaves_memory_as_the_store(tmp_path: Path) -> None:
+    """SQLite refuses to keep the fourth article's state (a trigger raising, as a full disk
+    would): the article is rolled back, the clusterer forgets and reads back the store,
+    and the stream then ends exactly as it does when nothing failed."""
+    docs = [doc for _, doc in _stream(SPREAD)][:12]
+    with Store.open(tmp_path / "straight.db") as store:
+        _ingest(store, build_clusterer(store, SMALL), docs)
+        straight = _decisions(store)
+    with Store.open(tmp_path / "failing.db") as store:
+        clusterer = build_clusterer(store, SMALL)
+        _ingest(store, clusterer, docs[:3])
+        store.db.execute("CREATE TRIGGER full_disk BEFORE INSERT ON cluster_docs "
+                         "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+        with pytest.raises(sqlite3.DatabaseError):
+            ingest_article(store, clusterer, _article(docs[3]))
+        assert store.count("articles") == 3
+        store.db.execute("DROP TRIGGER full_disk")
+        _ingest(store, clusterer, docs[3:])
+        assert _decisions(store) == straight
+
+
+def test_a_pass_that_stores_nothing_never_reads_the_memory(tmp_path: Path) -> None:
+    """Start-up costs nothing until an article needs placing: an idle pass, or one where
+    every entry is already stored, never reads the kept state back."""
+    docs = [doc for _, doc in _stream(SPREAD)][:5]
+    with Store.open(tmp_path / "m.db") as store:
+        _ingest(store, build_clusterer(store, SMALL), docs)
+        restarted = build_clusterer(store, SMALL)
+        for doc in docs:
+            assert not isinstance(ingest_article(store, restarted, _article(doc)), Stored)
+        assert restarted.live_docs == 0
+        assert restarted.cluster_of(len(docs)) is not None  # read back on first need
+        assert restarted.live_docs == len(docs)
+
+
+def test_dates_only_in_memory_are_the_window_and_latest_arrivals(tmp_path: Path) -> None:
+    """Start-up reads back what memory held: the last hot_docs arrivals and the docs
+    dated within the window of the newest, no more."""
+    stream = [doc for _, doc in _stream(SPREAD)][::-1]
+    with Store.open(tmp_path / "m.db") as store:
+        live = build_clusterer(store, SMALL)
+        ids = _ingest(store, live, stream)  # article ids, in arrival order
+        restarted = build_clusterer(store, SMALL)
+        newest = max(d.published for d in stream)
+        held = {a for a in ids if restarted.cluster_of(a) is not None}
+        expected = set(ids[-SMALL.hot_docs:]) | {
+            a for a, d in zip(ids, stream, strict=True) if d.published >= newest - timedelta(days=SMALL.window_days)}
+        assert held == expected == {a for a in ids if live.cluster_of(a) is not None}
