@@ -1,0 +1,109 @@
+"""Start-up cost: an idle pass on a database holding recent articles vs. on an empty one.
+
+    .venv/bin/python bench/startup.py                # 4,000 recent articles, 5 idle passes each
+    .venv/bin/python bench/startup.py --articles 20000 --passes 3
+
+An idle pass is what cron's ``run --once --due`` or a restart does most of the time:
+nothing is due, nothing new is stored.  It should cost what a pass on an empty database
+costs, whatever the store holds.  The populated database is filled through the
+daemon's own writer path (``ingest_article``) with the synthetic stream of
+``bench/cluster_scale.py``, dated over the last few days so every article is recent.
+Each pass is a fresh ``newsmonitor run --once --due`` process; passes on the two
+databases alternate so the machine's load falls on both alike.  The figure is the
+median CPU time of the child process (user + system), which other processes on a
+busy machine do not distort; wall time is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.cluster_eval import DEFAULT_DATA  # noqa: E402
+from bench.cluster_scale import load_texts, stream  # noqa: E402
+from monitor.ingest import build_clusterer, ingest_article  # noqa: E402
+from monitor.models import Article  # noqa: E402
+from monitor.settings import load_settings  # noqa: E402
+from monitor.store import Store  # noqa: E402
+
+CONFIG = """database: {db}
+seeds_dir: null
+feeds: []
+log_level: WARNING
+"""
+
+
+def write_config(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "monitor.yaml"
+    path.write_text(CONFIG.format(db=folder / "monitor.db"), encoding="utf-8")
+    return path
+
+
+def fill(config: Path, n: int, data: Path) -> float:
+    """Store ``n`` synthetic articles dated over the last days; returns the seconds it took."""
+    settings = load_settings(config)
+    texts = load_texts(data)
+    end = datetime.now(UTC) - timedelta(hours=1)
+    per_day = max(1, n // 5)
+    t0 = time.perf_counter()
+    with Store.open(settings.database) as store:
+        clusterer = build_clusterer(store, settings.cluster)
+        for doc, _, _ in stream(texts, n, 0.2, per_day):
+            when = end - timedelta(days=(n - doc.id) / per_day)
+            ingest_article(store, clusterer, Article(
+                url=f"https://{doc.source}.example/{doc.id}", title=doc.title, text=doc.text,
+                source=f"{doc.source}.example", published=when, fetched_at=when, extraction="text-file"))
+    return time.perf_counter() - t0
+
+
+def idle_pass(config: Path) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one ``run --once --due`` child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "monitor", "--config", str(config), "run", "--once", "--due"],
+                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--articles", type=int, default=4000)
+    ap.add_argument("--passes", type=int, default=5)
+    args = ap.parse_args(argv)
+    if not (args.data / "ecb-plus").is_dir():
+        print(f"startup: shared data not found at {args.data}; nothing measured")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        empty, full = write_config(Path(tmp) / "empty"), write_config(Path(tmp) / "full")
+        Store.open(load_settings(empty).database).close()
+        took = fill(full, args.articles, args.data)
+        print(f"filled {args.articles} recent articles in {took:.1f} s")
+        runs: dict[Path, list[tuple[float, float]]] = {empty: [], full: []}
+        for _ in range(args.passes):
+            for config in (empty, full):
+                runs[config].append(idle_pass(config))
+    cpu = {c: statistics.median(r[0] for r in runs[c]) for c in runs}
+    wall = {c: statistics.median(r[1] for r in runs[c]) for c in runs}
+    print(f"idle pass, empty database: {cpu[empty]:.2f} CPU-s ({wall[empty]:.2f} s wall)")
+    print(f"idle pass, {args.articles} stored: {cpu[full]:.2f} CPU-s ({wall[full]:.2f} s wall)")
+    print(f"startup: ratio {cpu[full] / cpu[empty]:.2f} (CPU, median of {args.passes} passes each)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Realistic-stream harness (bench/stream_eval.py): local outlets, and a smoke run through ``run --once``.
+
+Three ECB+ topics (64 reports of 6 events) spread over 15 days, published by 3 outlets on
+their own loopback addresses, ingested by ``newsmonitor run --once`` as a subprocess:
+in order (a pass every 5 simulated days) and reversed (one first poll of the whole history,
+every feed newest first).
+
+A pass stores each feed's articles in the order the feeds finish fetching, and on 64
+documents that order moves F1 by several points (over 20 days, in-order: 0.915 or 0.959 at
+concurrency 16, by timing). Here feeds are fetched one at a time, in config order, so the arrival order,
+and the figures, are the same on every run.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.cluster_eval import DEFAULT_DATA, Item, load_ecb  # noqa: E402
+from bench.stream_eval import Options, Score, run_order  # noqa: E402
+from bench.stream_site import Newsroom, Report, plan_reports  # noqa: E402
+
+TOPICS = [3, 4, 6]
+
+
+def _items() -> list[Item]:
+    if not (DEFAULT_DATA / "ecb-plus" / "ECB+").is_dir():
+        pytest.skip(f"ECB+ data not present under {DEFAULT_DATA}")
+    return load_ecb(DEFAULT_DATA, TOPICS)
+
+
+def _reports() -> list[Report]:
+    return plan_reports(_items(), outlets=3, days=15, seed=0)
+
+
+@pytest.fixture(scope="module")
+def room() -> Iterator[Newsroom]:
+    with Newsroom(_reports(), outlets=3) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def scores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Score]:
+    """Both orders at once, each against its own outlets (what a feed lists is per scenario): half the time."""
+    folder = tmp_path_factory.mktemp("stream")
+    options = Options(step=5, timeout=120, concurrency=1)
+    reports = _reports()
+
+    def run(order: str, first_host: int) -> Score:
+        with Newsroom(reports, outlets=3, first_host=first_host) as room:
+            return run_order(order, room, folder / order, options)
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = {order: pool.submit(run, order, host) for order, host in (("in-order", 20), ("reverse", 30))}
+        return {order: future.result() for order, future in futures.items()}
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_outlets_serve_dated_feeds_newest_first_and_pages_with_chrome(room: Newsroom) -> None:
+    room.expose()
+    assert len({urlsplit(url).hostname for url in room.feed_urls}) == 3  # one loopback host per outlet
+    listed = 0
+    for url in room.feed_urls:
+        items = ElementTree.fromstring(_get(url)).iter("item")
+        dates = [parsedate_to_datetime(d.text or "") for item in items if (d := item.find("pubDate")) is not None]
+        assert dates == sorted(dates, reverse=True)
+        listed += len(dates)
+    assert listed == sum(r.dated for r in room.reports) < len(room.reports)  # a few items carry no pubDate
+    report = room.reports[0]
+    page = _get(room.url(report))
+    assert "Share on Facebook" in page and "article:published_time" in page and "<nav" in page
+    assert any(title in page for title in room.related_titles(report))
+    assert all(title != report.item.title for title in room.related_titles(report))
+
+
+def test_every_page_is_stored_and_in_order_arrival_clusters_well(scores: dict[str, Score]) -> None:
+    for score in scores.values():
+        assert score.stored == score.expected == 64, score.line()
+    in_order, reverse = scores["in-order"], scores["reverse"]
+    # Measured (seed 0): in-order P 1.000 R 0.797 F1 0.887, 12 clusters vs 6 gold (3 passes);
+    # reverse P 1.000 R 1.000 F1 1.000. Before the clusterer kept a backfill's neighbourhood in
+    # memory, reverse gave F1 0.772 (29 clusters). Floors a little below in-order's.
+    assert in_order.f1 >= 0.87, in_order.line()
+    assert in_order.precision >= 0.97 and reverse.precision >= 0.97, reverse.line()
+
+
+def test_reverse_arrival_clusters_about_as_well_as_in_order(scores: dict[str, Score]) -> None:
+    """A month of history read newest first (every first poll) is not worse than the same
+    reports read as they were published."""
+    assert scores["reverse"].f1 >= scores["in-order"].f1 - 0.05, scores["reverse"].line()
