@@ -24,22 +24,24 @@ scale: same-base events are same-kind events told with different names).
 from __future__ import annotations
 
 import argparse
+import atexit
 import heapq
 import random
 import re
 import resource
 import statistics
 import sys
+import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cluster_eval import DEFAULT_DATA, Labels, bcubed, load_ecb
-from monitor.cluster import Clusterer, ClusterParams, Doc
+from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
 
 _SYLL = "ka lo mi ter san vel dor ri an bu ze tho ga lin mar os pe qui ra sol".split()  # noqa: SIM905
 _CAPWORD = re.compile(r"\b[A-Z][a-z]{2,}\b")
@@ -108,6 +110,36 @@ def stream(texts: list[str], n: int, dup_rate: float, per_day: int) -> Iterator[
         yield doc, False, ev
 
 
+def _placer(params: ClusterParams, store: bool) -> Callable[[Doc], tuple[Assignment, Clusterer]]:
+    """Place one doc: straight through the clusterer, or through the writer's ``ingest_article``
+    into a temporary SQLite store (removed at exit), which keeps the clusterer's memory."""
+    clusterer = Clusterer(params)
+    if not store:
+        def direct(doc: Doc) -> tuple[Assignment, Clusterer]:
+            a = clusterer.decide(doc)
+            clusterer.add(doc, a)
+            return a, clusterer
+        return direct
+    from monitor.ingest import Stored, build_clusterer, ingest_article
+    from monitor.models import Article
+    from monitor.store import Store
+
+    folder = tempfile.TemporaryDirectory()
+    db = Store.open(Path(folder.name) / "scale.db")
+    atexit.register(folder.cleanup)
+    atexit.register(db.close)
+    stored_clusterer = build_clusterer(db, params)
+
+    def through_store(doc: Doc) -> tuple[Assignment, Clusterer]:
+        out = ingest_article(db, stored_clusterer, Article(
+            url=f"https://{doc.source}.example/{doc.id}", title=doc.title, text=doc.text, source=doc.source,
+            published=doc.published, fetched_at=doc.published, extraction="text-file"))
+        assert isinstance(out, Stored) and out.article_id == doc.id, out
+        a = Assignment(out.cluster_id, out.is_new_cluster, out.duplicate_of, None, None, (), out.split, out.merge)
+        return a, stored_clusterer
+    return through_store
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -115,12 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dup-rate", type=float, default=0.2)
     ap.add_argument("--per-day", type=int, default=1000)
     ap.add_argument("--set", action="append", default=[], help="override a param: name=value")
+    ap.add_argument("--store", action="store_true",
+                    help="through the writer's path: ingest_article into a SQLite file, the store as the "
+                         "clusterer's memory (times the whole ingest, store writes included)")
     args = ap.parse_args(argv)
 
     overrides = {k: (int(v) if v.isdigit() else float(v)) for k, v in (s.split("=", 1) for s in args.set)}
     texts = load_texts(args.data)
     print(f"{len(texts)} base texts; streaming {args.n} articles")
-    clusterer = Clusterer(ClusterParams(**overrides))
+    place = _placer(ClusterParams(**overrides), args.store)
     checkpoints = [c for c in (1_000, 10_000, 100_000) if c <= args.n] or [args.n]
     window = 1000
     times: list[float] = []
@@ -131,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     gold: dict[int, int] = {}
     for doc, is_copy, event in stream(texts, args.n, args.dup_rate, args.per_day):
         t0, c0 = time.perf_counter(), time.process_time()
-        a = clusterer.decide(doc)
-        clusterer.add(doc, a)
+        a, clusterer = place(doc)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         total += dt
         total_cpu += dc

