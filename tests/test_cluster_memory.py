@@ -129,3 +129,18 @@ def test_dates_only_in_memory_are_the_window_and_latest_arrivals(tmp_path: Path)
         expected = set(ids[-SMALL.hot_docs:]) | {
             a for a, d in zip(ids, stream, strict=True) if d.published >= newest - timedelta(days=SMALL.window_days)}
         assert held == expected == {a for a in ids if live.cluster_of(a) is not None}
+
+
+def test_articles_stored_before_states_were_kept_are_read_again_from_their_text(tmp_path: Path) -> None:
+    """A database written by an earlier version has articles but no kept states: start-up
+    reads those articles' texts again, and a new report still joins its story."""
+    stream = _stream({"quake": 3, "vote": 1})
+    first = [doc for _, doc in stream[:-1]]
+    with Store.open(tmp_path / "m.db") as store:
+        ids = _ingest(store, Clusterer(SMALL), first)  # no memory: nothing kept, as before migration 7
+        assert store.db.execute("SELECT COUNT(*) FROM cluster_docs").fetchone()[0] == 0
+        event, last = stream[-1]
+        (last_id,) = _ingest(store, build_clusterer(store, SMALL), [last])
+        cluster_of = dict(_clusters(store))
+        same = {cluster_of[a] for a, (e, _) in zip(ids, stream, strict=False) if e == event}
+        assert cluster_of[last_id] in same
