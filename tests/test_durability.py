@@ -47,6 +47,14 @@ def consistency_problems(database: Path) -> list[str]:
                              "(SELECT COUNT(*) FROM articles a WHERE a.cluster_id = c.id)").fetchall()
         if stale:
             problems.append(f"clusters with stale counts: {stale}")
+        unkept = conn.execute("SELECT COUNT(*) FROM articles a WHERE NOT EXISTS "
+                              "(SELECT 1 FROM cluster_docs d WHERE d.article_id = a.id)").fetchone()[0]
+        if unkept:
+            problems.append(f"{unkept} articles without the clusterer's kept state (memory behind the store)")
+        lost = conn.execute("SELECT DISTINCT cluster_id FROM articles a WHERE NOT EXISTS "
+                            "(SELECT 1 FROM cluster_states s WHERE s.cluster_id = a.cluster_id)").fetchall()
+        if lost:
+            problems.append(f"clusters whose centroid the clusterer did not keep: {lost}")
         duplicates = conn.execute("SELECT url, COUNT(*) FROM articles GROUP BY url HAVING COUNT(*) > 1").fetchall()
         if duplicates:
             problems.append(f"duplicated articles: {duplicates}")
