@@ -92,7 +92,7 @@ class Clusterer:
         if self.memory is not None and self.window.may_hold_cold(ts):
             p.cold = cold_candidates(self.memory, self.window, self.vocabulary, self.params, p.salient, ts)
         # Best first; ties go to the older (lower) cluster id.
-        clusters = ChainMap(self.window.clusters, p.cold)
+        clusters = ChainMap(self.window.clusters, p.cold) if p.cold else self.window.clusters
         candidates = [*self.scorer.candidates(self.window, p.salient, ts), *p.cold]
         ranked = sorted((-self.scorer.score(q, f.years, ts, clusters[cid]), cid) for cid in candidates)
         threshold = self.params.threshold if f.long else self.params.short_threshold
