@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", action="store_true",
                     help="through the writer's path: ingest_article into a SQLite file, the store as the "
                          "clusterer's memory (times the whole ingest, store writes included)")
+    ap.add_argument("--late", type=int, default=0,
+                    help="then this many late reports of events from the stream's first tenth (weeks "
+                         "out of memory by then): their cost, and how many join their event's story")
     args = ap.parse_args(argv)
 
     overrides = {k: (int(v) if v.isdigit() else float(v)) for k, v in (s.split("=", 1) for s in args.set)}
@@ -164,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     total = total_cpu = 0.0
     labels = Labels()
     gold: dict[int, int] = {}
+    early: list[Doc] = []
     for doc, is_copy, event in stream(texts, args.n, args.dup_rate, args.per_day):
+        if not is_copy and doc.id <= args.n // 10:
+            early.append(doc)
         t0, c0 = time.perf_counter(), time.process_time()
         a, clusterer = place(doc)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
@@ -207,7 +213,27 @@ def main(argv: list[str] | None = None) -> int:
         f"quality against the generated events: B-cubed P={p:.4f} R={r:.4f} F1={f:.4f}, "
         f"{len(set(cluster_of.values()))} clusters vs {len(set(gold.values()))} events"
     )
+    if args.late:
+        late_reports(place, labels, early, args.late, args.n)
     return 0
+
+
+def late_reports(place: Callable[[Doc], tuple[Assignment, Clusterer]], labels: Labels, early: list[Doc],
+                 n: int, after: int) -> None:
+    """Reports of early events that arrive only now (a feed that was down, a backfill): each
+    retells an early report (its paragraphs in reverse order, dated six hours later).  Their
+    stories left memory long ago; the store is where they can be found."""
+    picked = random.Random(7).sample(early, min(n, len(early)))
+    cpu, joined = 0.0, 0
+    for k, old in enumerate(picked, start=after + 1):
+        text = "\n\n".join(reversed(old.text.split("\n\n"))) + "\n\nThis report was updated."
+        doc = Doc(k, old.title, text, old.published + timedelta(hours=6), "late")
+        c0 = time.process_time()
+        a, _ = place(doc)
+        cpu += time.process_time() - c0
+        joined += a.cluster_id == labels.cluster_of[old.id]
+    print(f"late reports (of events in the first tenth, arriving after {after}): "
+          f"{1000 * cpu / len(picked):.2f} ms CPU/article, {joined}/{len(picked)} joined their event's story")
 
 
 if __name__ == "__main__":
