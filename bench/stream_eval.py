@@ -100,7 +100,8 @@ def write_config(folder: Path, feeds: Sequence[tuple[str, str]], options: Option
         "seeds_dir": None,
         "feeds": [{"url": url, "name": name} for url, name in feeds],
         "fetch": {"per_host_delay": 0, "per_host": 4, "concurrency": options.concurrency, "timeout": 30,
-                  "fetch_pages": True, "respect_robots": True},
+                  "fetch_pages": True, "respect_robots": True,
+                  "allow_networks": ["127.0.0.0/8"]},  # the outlets listen on 127.0.0.2, 127.0.0.3, ...
         "schedule": {"jitter": 0},
         "log_level": "INFO",
     }

@@ -1,10 +1,17 @@
 """Fetch stage: one polite HTTP GET, returned as an outcome value.
 
 The httpx client is passed in (built by :func:`make_client` from the settings),
-so tests point the same code at a real server on 127.0.0.1 and nothing here
-needs patching. Every failure mode, HTTP status, timeout, byte cap, broken
-connection, becomes a :class:`~monitor.models.FetchFailed` carrying a reason,
-because one bad feed must never stop a pass.
+so tests point the same code at a real server on 127.0.0.1 (allowed by
+``fetch.allow_networks``) and nothing here needs patching. Every failure mode,
+HTTP status, timeout, byte cap, refused address, broken connection, becomes a
+:class:`~monitor.models.FetchFailed` carrying a reason, because one bad feed
+must never stop a pass.
+
+Bodies are decoded here, not by httpx: httpx inflates a whole network chunk
+before anyone can count it, so 64 KB of brotli could become gigabytes in one
+step. :func:`_read_capped` reads the raw bytes and inflates them in steps of at
+most ``_STEP`` bytes, counting as it goes, so a body never costs more than the
+cap plus a step (and the final join).
 """
 
 from __future__ import annotations
@@ -13,34 +20,62 @@ import codecs
 import re
 import threading
 import time
+import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
-from itertools import pairwise
+from itertools import chain, pairwise
 from urllib.parse import urlsplit
 
 import charset_normalizer
 import httpx
 
 from monitor.models import Fetched, FetchFailed, FetchOutcome, NotModified
+from monitor.netpolicy import AddressPolicy, AddressRefused, GuardedTransport
 from monitor.settings import FetchSettings
+
+try:  # httpx[brotli] installs one of the two
+    import brotli
+except ImportError:  # pragma: no cover
+    try:
+        import brotlicffi as brotli  # type: ignore[no-redef]
+    except ImportError:
+        brotli = None
 
 _KEPT_HEADERS = ("cache-control", "retry-after", "expires", "location", "content-type")
 _PERMANENT = {301, 308}
 _WESTERN = {"English", "French", "German", "Spanish", "Italian", "Portuguese", "Dutch", "Danish", "Swedish",
             "Norwegian", "Finnish"}
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
+_STEP = 64 * 1024  # most bytes one decoding step may produce
+_MAX_CODINGS = 3  # "gzip, gzip, gzip, ..." nests bombs; real servers apply one
+
+
+def _bounded_brotli() -> bool:
+    """Whether the installed brotli can stop at an output size (brotli >= 1.2, brotlicffi >= 1.2)."""
+    return brotli is not None and hasattr(brotli.Decompressor(), "can_accept_more_data")
+
+
+_BROTLI = _bounded_brotli()
+ACCEPT_ENCODING = "gzip, deflate, br" if _BROTLI else "gzip, deflate"
+_DECODE_ERRORS: tuple[type[Exception], ...] = (zlib.error, brotli.error) if brotli is not None else (zlib.error,)
 
 
 def make_client(settings: FetchSettings) -> httpx.Client:
-    """The one client of a run: connection pooling, redirects, timeouts and User-Agent in one place."""
+    """The one client of a run: connection pooling, redirects, timeouts, User-Agent and the address policy.
+
+    Every connection, redirect hops included, goes through
+    :class:`~monitor.netpolicy.GuardedTransport`: non-public addresses are
+    refused unless ``fetch.allow_networks`` holds them.
+    """
+    limits = httpx.Limits(max_connections=settings.concurrency * 2)
     return httpx.Client(
         follow_redirects=True,
         max_redirects=settings.max_redirects,
         timeout=httpx.Timeout(settings.timeout),
-        headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate, br"},
-        limits=httpx.Limits(max_connections=settings.concurrency * 2),
+        headers={"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+        transport=GuardedTransport(AddressPolicy(settings.allow_networks), limits=limits),
     )
 
 
@@ -150,19 +185,133 @@ def html_as_utf8(page: Fetched) -> Fetched:
     return replace(page, content=text.encode("utf-8"), encoding="utf-8")
 
 
-def _read_capped(response: httpx.Response, max_bytes: int) -> bytes | None:
-    """Read the body, or None as soon as it exceeds the cap (a 50 MB page is refused, not buffered)."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        return None
-    chunks: list[bytes] = []
+class _Unreadable(Exception):
+    """A body given up while reading: too large (on the wire or once decoded), or not decodable."""
+
+
+def _inflated(chunks: Iterable[bytes], wbits: int, *, members: bool) -> Iterator[bytes]:
+    """zlib output in steps of at most ``_STEP`` bytes, however much one input chunk inflates to.
+
+    ``members``: gzip bodies may hold several members one after another (RFC 1952);
+    bytes after a deflate stream's end, or after a gzip member that are not
+    another member, are ignored, as zlib, browsers and urllib3 do.
+    """
+    decoder = zlib.decompressobj(wbits)
+    later_member = False
+    for chunk in chunks:
+        data = chunk
+        while data:
+            if decoder.eof:
+                if not members:
+                    return
+                decoder, later_member = zlib.decompressobj(wbits), True
+            try:
+                out = decoder.decompress(data, _STEP)
+            except zlib.error:
+                if later_member:
+                    return  # trailing garbage
+                raise
+            data = decoder.unused_data if decoder.eof else decoder.unconsumed_tail
+            yield out
+            while not data and len(out) == _STEP and not decoder.eof:  # output still held inside zlib
+                out = decoder.decompress(b"", _STEP)
+                yield out
+
+
+def _deflated(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``deflate`` is zlib-wrapped (RFC 9110) but servers also send it raw; the first two bytes tell."""
+    iterator = iter(chunks)
+    head = b""
+    for chunk in iterator:
+        head += chunk
+        if len(head) >= 2:
+            break
+    wrapped = len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+    yield from _inflated(chain([head], iterator), zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS, members=False)
+
+
+def _unbrotli(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """brotli output in steps of about ``_STEP`` bytes (brotli's output_buffer_limit), input buffered inside."""
+    decoder = brotli.Decompressor()
+    for chunk in chunks:
+        yield decoder.process(chunk, output_buffer_limit=_STEP)
+        while not decoder.can_accept_more_data():
+            yield decoder.process(b"", output_buffer_limit=_STEP)
+
+
+_DECODERS: dict[str, Callable[[Iterable[bytes]], Iterator[bytes]]] = {
+    "gzip": lambda chunks: _inflated(chunks, 16 + zlib.MAX_WBITS, members=True),
+    "x-gzip": lambda chunks: _inflated(chunks, 16 + zlib.MAX_WBITS, members=True),
+    "deflate": _deflated,
+}
+if _BROTLI:
+    _DECODERS["br"] = _unbrotli
+_UNDECODABLE = {"br", "zstd", "compress", "x-compress"} - set(_DECODERS)  # never asked for, cannot be capped
+
+
+def _codings(response: httpx.Response) -> list[str]:
+    """The Content-Encoding codings in the order they were applied; identity left out."""
+    header = response.headers.get("content-encoding", "")
+    return [c for c in (part.strip().lower() for part in header.split(",")) if c and c != "identity"]
+
+
+def _decoded(raw: Iterable[bytes], codings: list[str]) -> Iterable[bytes]:
+    """The body decoded, last coding first. Unknown codings pass through unchanged, as httpx does."""
+    if len(codings) > _MAX_CODINGS:
+        raise _Unreadable(f"too many content codings: {', '.join(codings)}")
+    stream = raw
+    for coding in reversed(codings):
+        if coding in _UNDECODABLE:
+            raise _Unreadable(f"unsupported Content-Encoding {coding!r}")
+        decoder = _DECODERS.get(coding)
+        stream = decoder(stream) if decoder else stream
+    return stream
+
+
+def _raw_capped(response: httpx.Response, max_bytes: int) -> Iterator[bytes]:
+    """The bytes as sent, capped too: a body that inflates to nothing (endless empty gzip members) costs no
+    memory, but would hold a worker for as long as the server keeps sending."""
     size = 0
-    for chunk in response.iter_bytes():
+    for chunk in response.iter_raw():
         size += len(chunk)
         if size > max_bytes:
-            return None
-        chunks.append(chunk)
+            raise _Unreadable(f"body larger than {max_bytes} bytes")
+        yield chunk
+
+
+def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """The decoded body, or _Unreadable as soon as it exceeds the cap (a 50 MB page is refused, not buffered).
+
+    The cap counts decoded bytes, in steps of at most ``_STEP``: a brotli bomb
+    is stopped after ``max_bytes`` of output whatever its ratio.
+    """
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _Unreadable(f"body larger than {max_bytes} bytes")
+    codings = _codings(response)
+    decoded = ", ".join(c for c in codings if c in _DECODERS)
+    too_large = f"body larger than {max_bytes} bytes" + (f" once decoded ({decoded})" if decoded else "")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in _decoded(_raw_capped(response, max_bytes), codings):
+            size += len(chunk)
+            if size > max_bytes:
+                raise _Unreadable(too_large)
+            chunks.append(chunk)
+    except _DECODE_ERRORS as exc:
+        raise _Unreadable(f"could not decode the {decoded} body: {exc}") from None
     return b"".join(chunks)
+
+
+def _refused(url: str, exc: AddressRefused) -> str:
+    """The reason recorded for a refused address, naming the redirect hop that led there if any."""
+    try:
+        hop = str(exc.request.url)
+    except RuntimeError:  # raised outside a request
+        hop = url
+    where = "" if hop == url else f"redirect to {hop}: "
+    return f"refused: {where}{exc}"
 
 
 def fetch_url(
@@ -191,10 +340,10 @@ def fetch_url(
             if response.status_code >= 400:
                 return FetchFailed(url, f"HTTP {response.status_code} {response.reason_phrase}",
                                    status=response.status_code, headers=kept)
-            body = _read_capped(response, max_bytes)
-            if body is None:
-                return FetchFailed(url, f"body larger than {max_bytes} bytes",
-                                   status=response.status_code, headers=kept)
+            try:
+                body = _read_capped(response, max_bytes)
+            except _Unreadable as exc:
+                return FetchFailed(url, str(exc), status=response.status_code, headers=kept)
             return Fetched(
                 url=url,
                 final_url=str(response.url),
@@ -208,6 +357,8 @@ def fetch_url(
                 headers=kept,
                 elapsed=time.monotonic() - started,
             )
+    except AddressRefused as exc:
+        return FetchFailed(url, _refused(url, exc))
     except httpx.TimeoutException:
         return FetchFailed(url, f"timed out after {time.monotonic() - started:.1f}s")
     except httpx.TooManyRedirects:

@@ -7,6 +7,7 @@ instead of a traceback deep inside a stage.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,27 @@ class FetchSettings(_Frozen):
     per_host_delay: float = Field(1.0, ge=0, description="Minimum seconds between requests to one host.")
     fetch_pages: bool = Field(True, description="Fetch each entry's page; if false use feed content.")
     respect_robots: bool = Field(True, description="Skip article pages that robots.txt disallows.")
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
+        (), description="Networks (CIDRs) fetched although not public, e.g. a lab's 192.168.10.0/24; "
+                        "empty: loopback, private, link-local and other non-public addresses are refused.")
+
+    @field_validator("allow_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        """Each bad CIDR named in one line; a host part (10.1.2.3/8) is an error, not silently widened."""
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            return value  # pydantic says what is wrong with it
+        networks = []
+        for item in value:
+            try:
+                networks.append(ipaddress.ip_network(str(item).strip()))
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not a network such as 192.168.10.0/24 or fd00::/8 ({exc})") from None
+        return tuple(networks)
 
 
 class ScheduleSettings(_Frozen):

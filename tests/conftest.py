@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEEDS = ROOT / "seeds"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# The test servers listen on loopback, which the address policy refuses unless allowed (all of 127/8 is loopback).
+LOOPBACK = ["127.0.0.0/8"]
 
 
 @pytest.fixture
@@ -35,7 +37,10 @@ def seeds_dir(tmp_path: Path) -> Path:
 
 
 def write_config(folder: Path, **overrides: Any) -> Path:
-    """A config file in ``folder``, small timeouts and no politeness delay so tests stay fast."""
+    """A config file in ``folder``, small timeouts and no politeness delay so tests stay fast.
+
+    Loopback is allowed (``fetch.allow_networks``) unless ``fetch`` says otherwise: the servers are on 127.0.0.1.
+    """
     config: dict[str, Any] = {
         "database": "monitor.db",
         "seeds_dir": "seeds",
@@ -44,6 +49,7 @@ def write_config(folder: Path, **overrides: Any) -> Path:
         "log_level": "DEBUG",
     }
     config.update(overrides)
+    config["fetch"] = {"allow_networks": LOOPBACK} | dict(config["fetch"] or {})
     path = folder / "monitor.yaml"
     YAML(typ="safe", pure=True).dump(config, path)
     return path
