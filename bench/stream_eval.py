@@ -36,6 +36,7 @@ import os
 import random
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -53,8 +54,9 @@ from ruamel.yaml import YAML
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.cluster_eval import DEFAULT_DATA, bcubed, load_ecb  # noqa: E402
+from bench.cluster_eval import DEFAULT_DATA, Item, bcubed, load_ecb, run_direct  # noqa: E402
 from bench.stream_site import Newsroom, Report, plan_reports  # noqa: E402
+from monitor.cluster import ClusterParams  # noqa: E402
 from monitor.dedup import canonical_url  # noqa: E402
 
 ORDERS = ("in-order", "reverse", "shuffled", "daemon")
@@ -335,6 +337,27 @@ def run_order(order: str, room: Newsroom, folder: Path, options: Options) -> Sco
     return score(order, room, database, seconds, notes)
 
 
+# --------------------------------------------------------------------------- without the daemon
+
+
+def direct_orders(items: Sequence[Item], args: argparse.Namespace) -> dict[str, list[tuple[float, float, float]]]:
+    """The same dated plans streamed into the clusterer alone (no pages, feeds or store):
+    seconds instead of minutes, for tuning; B-cubed per date seed and order."""
+    out: dict[str, list[tuple[float, float, float]]] = {}
+    for seed in range(args.seed, args.seed + args.direct):
+        reports = plan_reports(items, outlets=args.outlets, days=args.days, seed=seed)
+        dated = [(replace(r.item, published=r.published), r) for r in reports]
+        by_outlet = sorted(dated, key=lambda pair: (pair[1].outlet, -pair[1].published.timestamp()))
+        orders = {
+            "in-order": [it for it, _ in sorted(dated, key=lambda pair: pair[1].published)],
+            "reverse": [it for it, _ in by_outlet],  # every feed newest first, one feed after another
+            "shuffled": random.Random(seed).sample([it for it, _ in dated], len(dated)),
+        }
+        for order, stream in orders.items():
+            out.setdefault(order, []).append(bcubed(run_direct(stream, ClusterParams()), [it.gold for it in stream]))
+    return out
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -359,6 +382,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--concurrency", type=int, default=16,
                     help="fetch.concurrency; 1 polls feeds one by one in config order (a deterministic arrival)")
     ap.add_argument("--keep", type=Path, default=None, help="keep each scenario's config and database here")
+    ap.add_argument("--direct", type=int, default=0, metavar="N",
+                    help="instead: N date seeds streamed into the clusterer alone (in-order, reverse, shuffled)")
     args = ap.parse_args(argv)
     unknown = set(args.orders.split(",")) - set(ORDERS)
     if unknown:
@@ -372,6 +397,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stream: ECB+ data not found under {args.data / 'ecb-plus'}; nothing to evaluate")
         return 0
     items = load_ecb(args.data, parse_topics(args.topics))
+    if args.direct:
+        for order, runs in direct_orders(items, args).items():
+            p, r, f = (statistics.mean(x[k] for x in runs) for k in range(3))
+            print(f"direct {order}: P {p:.4f} R {r:.4f} F1 {f:.4f} (mean of {len(runs)} date seeds)")
+        return 0
     reports = plan_reports(items, outlets=args.outlets, days=args.days, seed=args.seed)
     options = Options(step=args.step, seed=args.seed, concurrency=args.concurrency)
     print(f"stream: {len(reports)} reports of {len({r.item.gold for r in reports})} events, {args.outlets} outlets, "
