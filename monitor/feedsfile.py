@@ -8,7 +8,7 @@ which keeps the user's comments and layout.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -42,6 +42,8 @@ def add_feeds(config_path: Path, feeds: Sequence[FeedConfig]) -> list[FeedConfig
         document = yaml.load(config_path.read_text(encoding="utf-8")) or CommentedMap()
     except (OSError, YAMLError) as exc:
         raise FeedsFileError(f"{config_path}: cannot read the config to edit it: {exc}") from None
+    except RecursionError:
+        raise FeedsFileError(f"{config_path}: cannot read the config to edit it: nested too deeply") from None
     listed = document.get("feeds")
     if listed is None:
         listed = CommentedSeq()
@@ -77,8 +79,15 @@ def _write_atomically(path: Path, text: str) -> None:
         raise FeedsFileError(f"{path}: cannot write the config: {exc}") from None
 
 
+MAX_OPML_DEPTH = 50  # folders within folders; real exports nest two or three
+
+
 def read_opml(path: Path) -> list[OpmlFeed]:
-    """Every outline with an ``xmlUrl``; enclosing outlines' titles become tags (OPML categories)."""
+    """Every outline with an ``xmlUrl``; enclosing outlines' titles become tags (OPML categories).
+
+    Walked with a stack, not recursion: a 3,000-deep outline printed a
+    RecursionError traceback; deeper than :data:`MAX_OPML_DEPTH` is now one error line.
+    """
     try:
         root = ElementTree.parse(path).getroot()
     except (OSError, ElementTree.ParseError) as exc:
@@ -87,17 +96,21 @@ def read_opml(path: Path) -> list[OpmlFeed]:
     if body is None:
         raise FeedsFileError(f"{path}: not an OPML file (no <body>)")
     feeds: list[OpmlFeed] = []
-
-    def walk(node: ElementTree.Element, tags: tuple[str, ...]) -> None:
-        for outline in node.findall("outline"):
-            label = outline.get("title") or outline.get("text")
-            url = outline.get("xmlUrl")
-            if url:
-                feeds.append(OpmlFeed(url.strip(), label, tags))
-            else:
-                walk(outline, tags + ((label,) if label else ()))
-
-    walk(body, ())
+    stack: list[tuple[Iterator[ElementTree.Element], tuple[str, ...]]] = [(iter(body.findall("outline")), ())]
+    while stack:  # depth first, in document order, as the recursive walk went
+        outlines, tags = stack[-1]
+        outline = next(outlines, None)
+        if outline is None:
+            stack.pop()
+            continue
+        label = outline.get("title") or outline.get("text")
+        url = outline.get("xmlUrl")
+        if url:
+            feeds.append(OpmlFeed(url.strip(), label, tags))
+        elif len(stack) >= MAX_OPML_DEPTH:
+            raise FeedsFileError(f"{path}: outlines nested more than {MAX_OPML_DEPTH} deep; not an OPML feed list")
+        else:
+            stack.append((iter(outline.findall("outline")), tags + ((label,) if label else ())))
     return feeds
 
 

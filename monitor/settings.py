@@ -230,6 +230,9 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"cannot read config file: {exc}", file=str(path)) from None
     try:
         return YAML(typ="safe", pure=True).load(text)
+    except RecursionError:  # the pure-Python parser recurses per level: a 5,000-deep list is a traceback
+        raise ConfigError("invalid YAML: nested too deeply (a config is a few levels deep)",
+                          file=str(path)) from None
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -260,6 +263,9 @@ def settings_from_mapping(data: Any, *, path: Path | None = None) -> Settings:
         raise ConfigError("the config must be a mapping of keys to values", file=file)
     try:
         settings = Settings.model_validate(data)
+    except RecursionError:
+        raise ConfigError("a value is nested too deeply (a config is a few levels deep)",
+                          file=file) from None
     except ValidationError as exc:
         key, message = describe_validation_error(exc)
         raise ConfigError(message, file=file, key=None if message.startswith(key) else key) from None
