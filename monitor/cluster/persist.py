@@ -6,8 +6,8 @@ reading every recent article again, and a cluster that left memory can be brough
 when a late report of its story arrives.
 
 A blob is a small JSON header (terms, keys, scalars) followed by the numbers as packed
-arrays (float64 weights, float32 split-check values, uint64 MinHash values), in the order
-the header lists them.  Not pickle: a database file must never be able to run code, and
+arrays (float64 weights, int32 hashed columns and float32 values of the split-check rows,
+uint64 MinHash values), in the order the header lists them.  Not pickle: a database file must never be able to run code, and
 the format should outlive the classes that wrote it (``VERSION``).
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from monitor.cluster.features import SIGNALS
 from monitor.cluster.state import ClusterState, DocState
-from monitor.cluster.vectors import Row, column
+from monitor.cluster.vectors import Row
 
 VERSION = 1
 _HEAD = struct.Struct("<BI")  # format version, header length
@@ -51,7 +51,8 @@ def encode_doc(state: DocState, signature: np.ndarray | None) -> bytes:
         "rows": sorted(state.rows) if state.rows is not None else None, "sig": signature is not None,
     }
     weights = b"".join(state.raw[sig][1].tobytes() for sig in raw_terms)
-    rows = b"".join(state.rows[sig][1].astype(np.float32).tobytes() for sig in header["rows"] or ())
+    rows = b"".join(state.rows[sig][0].astype(np.int32).tobytes() + state.rows[sig][1].astype(np.float32).tobytes()
+                    for sig in header["rows"] or ())
     sig = signature.astype(np.uint64).tobytes() if signature is not None else b""
     return _pack(header, weights, rows, sig)
 
@@ -73,10 +74,10 @@ def decode_doc(blob: bytes, cluster_id: int) -> tuple[DocState, np.ndarray | Non
     if h["rows"] is not None:
         rows = {}
         for sig in h["rows"]:
-            terms = raw[sig][0]
-            vals = np.frombuffer(rest[at:at + 4 * len(terms)], np.float32).copy()
-            rows[sig] = (np.fromiter((column(t) for t in terms), np.int32, len(terms)), vals)
-            at += 4 * len(terms)
+            n = 4 * len(raw[sig][0])
+            cols = np.frombuffer(rest[at:at + n], np.int32).copy()
+            rows[sig] = (cols, np.frombuffer(rest[at + n:at + 2 * n], np.float32).copy())
+            at += 2 * n
     signature = np.frombuffer(rest[at:], np.uint64).copy() if h["sig"] else None
     terms = {table: raw[table][0] if table in raw else () for table in ("body", "ents", "nums")}
     terms["lower"] = tuple(map(sys.intern, h["lower"]))
