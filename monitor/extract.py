@@ -178,15 +178,19 @@ def html_fragment_to_text(fragment: str) -> str:
 
 
 def article_from_entry(
-    entry: FeedEntry, page: Fetched | None, *, feed_id: int | None, feed_name: str, fetched_at: datetime
+    entry: FeedEntry, page: Fetched | None, *, feed_id: int | None, feed_name: str, fetched_at: datetime,
+    extracted: Article | Skipped | None = None,
 ) -> Article | Skipped:
     """The entry's page through trafilatura; failing that, the entry's own content or summary.
 
     The fallback is recorded in ``extraction`` so a feed whose pages never
     extract is visible. An entry without link or title is still stored from what it has.
+    ``extracted``: the page already through :func:`article_from_html` (entries
+    sharing one link share one extraction), instead of ``page``.
     """
     link = entry.link or ""
-    extracted = article_from_html(page.content, url=page.final_url, fetched_at=fetched_at) if page else None
+    if page is not None:
+        extracted = article_from_html(page.content, url=page.final_url, fetched_at=fetched_at)
     if isinstance(extracted, Article):
         return _with_entry_fields(extracted, entry, link, feed_id)
     for kind, fragment in (("feed-content", entry.content), ("feed-summary", entry.summary)):

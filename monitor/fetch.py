@@ -24,15 +24,16 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import chain, pairwise
 from urllib.parse import urlsplit
 
 import charset_normalizer
 import httpx
 
+from monitor.deadline import ClockedTransport, DeadlinePassed, FetchCancelled, pause, request_clock
 from monitor.models import Fetched, FetchFailed, FetchOutcome, NotModified
-from monitor.netpolicy import AddressPolicy, AddressRefused, GuardedTransport
+from monitor.netpolicy import AddressPolicy, AddressRefused
 from monitor.settings import FetchSettings
 
 try:  # httpx[brotli] installs one of the two
@@ -67,7 +68,10 @@ def make_client(settings: FetchSettings) -> httpx.Client:
 
     Every connection, redirect hops included, goes through
     :class:`~monitor.netpolicy.GuardedTransport`: non-public addresses are
-    refused unless ``fetch.allow_networks`` holds them.
+    refused unless ``fetch.allow_networks`` holds them. ``fetch.timeout`` bounds
+    each socket operation, ``fetch.deadline`` the whole request
+    (:mod:`monitor.deadline`): a page that drips a byte a second is abandoned at
+    the deadline, not when its server tires.
     """
     limits = httpx.Limits(max_connections=settings.concurrency * 2)
     return httpx.Client(
@@ -75,7 +79,8 @@ def make_client(settings: FetchSettings) -> httpx.Client:
         max_redirects=settings.max_redirects,
         timeout=httpx.Timeout(settings.timeout),
         headers={"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
-        transport=GuardedTransport(AddressPolicy(settings.allow_networks), limits=limits),
+        transport=ClockedTransport(AddressPolicy(settings.allow_networks), limits=limits,
+                                   deadline=settings.deadline),
     )
 
 
@@ -113,7 +118,7 @@ class HostLimiter:
                 start = max(now, self._next_start.get(host, now))
                 self._next_start[host] = start + max(self._delay, self._host_delay.get(host, 0.0))
             if start > now:
-                time.sleep(start - now)
+                pause(start - now)  # returns early on stop; the request then ends at once, cancelled
             yield
 
 
@@ -135,8 +140,8 @@ def permanent_target(response: httpx.Response) -> str | None:
     return target
 
 
-def _charset_of(content: bytes, declared: str | None) -> str | None:
-    """The page's encoding: HTTP header, then ``<meta charset>``, then charset-normalizer's guess."""
+def _declared_charset(content: bytes, declared: str | None) -> str | None:
+    """The charset the page names, as Python knows it: HTTP header first, then ``<meta charset>``."""
     candidates = [declared]
     meta = _META_CHARSET.search(content[:4096])
     if meta:
@@ -148,6 +153,11 @@ def _charset_of(content: bytes, declared: str | None) -> str | None:
             except LookupError:
                 continue
             return name
+    return None
+
+
+def _guessed_charset(content: bytes) -> str | None:
+    """charset-normalizer's guess, with windows-1252 preferred for Western European text (as browsers do)."""
     matches = charset_normalizer.from_bytes(content[:200_000])
     guess = matches.best()
     if guess is None:
@@ -165,24 +175,55 @@ def _charset_of(content: bytes, declared: str | None) -> str | None:
     return guess.encoding
 
 
-def html_as_utf8(page: Fetched) -> Fetched:
-    """A page re-encoded as UTF-8 if it is not already.
+def _is_utf8(name: str) -> bool:
+    return codecs.lookup(name).name in {"utf-8", "utf-8-sig"}
+
+
+@dataclass(frozen=True)
+class DecodedHtml:
+    """A page's bytes as UTF-8, and a note when the charset it declared did not fit its bytes."""
+
+    content: bytes
+    note: str | None = None
+
+
+def decode_html(content: bytes, declared: str | None = None) -> DecodedHtml:
+    """HTML bytes re-encoded as UTF-8, decoded by what fits them, the page's own declaration first.
 
     Measured: trafilatura tries UTF-8 and then its own guess, ignoring both the
     HTTP charset and ``<meta charset>``, so a Latin-1 French page came out as
-    "élčves". Decoding here with the declared charset fixes that; the body is
-    left as is when it already is valid UTF-8.
+    "élčves"; decoding here fixes that. Bytes that are valid UTF-8 (and not
+    ASCII) are UTF-8 whatever the page says: text in a single-byte charset is
+    almost never valid UTF-8 by chance. A declaration the bytes contradict (koi8-r
+    on UTF-8, UTF-8 on windows-1252) is overruled and said in ``note``.
     """
+    named = _declared_charset(content, declared)
     try:
-        page.content.decode("utf-8")
-        return page
+        content.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    charset = _charset_of(page.content, page.encoding)
-    if not charset:
+    else:
+        if named and not _is_utf8(named) and not content.isascii():
+            return DecodedHtml(content, f"charset: declared {named}, but the bytes are UTF-8; decoded as UTF-8")
+        return DecodedHtml(content)
+    if named and not _is_utf8(named):
+        try:
+            return DecodedHtml(content.decode(named).encode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    guess = _guessed_charset(content)
+    if not guess:
+        return DecodedHtml(content, f"charset: declared {named}, but the bytes are not {named}" if named else None)
+    note = f"charset: declared {named}, but the bytes are not {named}; decoded as {guess}" if named else None
+    return DecodedHtml(content.decode(guess, errors="replace").encode("utf-8"), note)
+
+
+def html_as_utf8(page: Fetched) -> Fetched:
+    """A page re-encoded as UTF-8 if it is not already (:func:`decode_html`, its note dropped)."""
+    decoded = decode_html(page.content, page.encoding)
+    if decoded.content is page.content:
         return page
-    text = page.content.decode(charset, errors="replace")
-    return replace(page, content=text.encode("utf-8"), encoding="utf-8")
+    return replace(page, content=decoded.content, encoding="utf-8")
 
 
 class _Unreadable(Exception):
@@ -331,7 +372,8 @@ def fetch_url(
         headers["If-Modified-Since"] = last_modified
     started = time.monotonic()
     try:
-        with limiter.slot(url) if limiter else nullcontext(), client.stream("GET", url, headers=headers) as response:
+        with (limiter.slot(url) if limiter else nullcontext(), request_clock(),
+              client.stream("GET", url, headers=headers) as response):
             kept = _kept_headers(response)
             if response.status_code == 304:
                 return NotModified(url, etag=response.headers.get("etag", etag),
@@ -359,6 +401,8 @@ def fetch_url(
             )
     except AddressRefused as exc:
         return FetchFailed(url, _refused(url, exc))
+    except (DeadlinePassed, FetchCancelled) as exc:
+        return FetchFailed(url, str(exc))
     except httpx.TimeoutException:
         return FetchFailed(url, f"timed out after {time.monotonic() - started:.1f}s")
     except httpx.TooManyRedirects:

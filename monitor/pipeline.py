@@ -13,18 +13,19 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from monitor.alerts import AlertReport, run_alerts
 from monitor.cluster import Clusterer
+from monitor.deadline import cancel_when, stopping
 from monitor.dedup import canonical_url
-from monitor.extract import article_from_entry
-from monitor.fetch import HostLimiter, fetch_url, html_as_utf8
+from monitor.extract import article_from_entry, article_from_html
+from monitor.fetch import HostLimiter, decode_html, fetch_url
 from monitor.ingest import AlreadyStored, Stored, ingest_article
-from monitor.models import Article, Fetched, FetchFailed, NotModified, ParsedFeed, ParseFailed, Skipped
+from monitor.models import Article, FeedEntry, Fetched, FetchFailed, NotModified, ParsedFeed, ParseFailed, Skipped
 from monitor.parse import parse_feed
 from monitor.politeness import PollHints, PollPolicy, RobotsCache, hints_from_response, parse_retry_after
 from monitor.seeds import read_seeds
@@ -74,6 +75,13 @@ class FeedResult:
     bozo_reason: str | None = None
     duration: float = 0.0
     hints: PollHints | None = None
+    deferred: int = 0  # new entries left for later polls by fetch.max_pages_per_poll
+    stopped: bool = False  # the stop signal cut the poll short; what is missing is polled again
+
+    @property
+    def incomplete(self) -> bool:
+        """Entries were left out: the feed's validators must not be kept, or the next poll would be a 304."""
+        return self.stopped or self.deferred > 0
 
 
 @dataclass
@@ -86,22 +94,60 @@ class PassReport:
     alerts: AlertReport = field(default_factory=AlertReport)
 
 
-def _entry_page(
-    client: httpx.Client, link: str | None, settings: FetchSettings, limiter: HostLimiter,
-    robots: RobotsCache | None = None,
-) -> Fetched | None:
-    if not (settings.fetch_pages and link and link.startswith(("http://", "https://"))):
-        return None
-    if robots is not None and not robots.allowed(link):
-        log.info("page disallowed by robots.txt; using the feed's own content",
-                 extra={"event": "page.robots", "url": link})
-        return None
-    page = fetch_url(client, link, max_bytes=settings.max_bytes, limiter=limiter)
-    if not isinstance(page, Fetched):
-        log.info("page not fetched; using the feed's own content",
-                 extra={"event": "page.failed", "url": link, "error": getattr(page, "reason", "not modified")})
-        return None
-    return html_as_utf8(page)
+@dataclass(frozen=True)
+class _Page:
+    """What one link gave in this poll: its extracted page (None: no page, the feed's own content is used)."""
+
+    extracted: Article | Skipped | None = None
+
+
+_NO_PAGE = _Page()
+
+
+class _PollPages:
+    """The page fetches of one feed poll: each link fetched once, at most ``fetch.max_pages_per_poll`` of them.
+
+    A 2,000-entry feed made 2,000 requests in one poll, and 300 entries sharing
+    one link made 300 requests to it; now the first costs ``max_pages_per_poll``
+    (the rest wait for later polls) and the second one request, extracted once.
+    """
+
+    def __init__(self, client: httpx.Client, settings: FetchSettings, limiter: HostLimiter,
+                 robots: RobotsCache | None) -> None:
+        self._client, self._settings, self._limiter, self._robots = client, settings, limiter, robots
+        self._pages: dict[str, _Page] = {}
+        self.fetches = 0
+
+    def page(self, link: str | None) -> _Page | None:
+        """The link's page, fetched if this poll has not yet; None if the poll's page budget is spent."""
+        if not (self._settings.fetch_pages and link and link.startswith(("http://", "https://"))):
+            return _NO_PAGE
+        key = canonical_url(link)
+        if key not in self._pages:
+            if self.fetches >= self._settings.max_pages_per_poll:
+                return None
+            self._pages[key] = self._fetch(link)
+        return self._pages[key]
+
+    def _fetch(self, link: str) -> _Page:
+        if self._robots is not None and not self._robots.allowed(link):
+            log.info("page disallowed by robots.txt; using the feed's own content",
+                     extra={"event": "page.robots", "url": link})
+            return _NO_PAGE
+        self.fetches += 1
+        page = fetch_url(self._client, link, max_bytes=self._settings.max_bytes, limiter=self._limiter)
+        if not isinstance(page, Fetched):
+            log.info("page not fetched; using the feed's own content",
+                     extra={"event": "page.failed", "url": link, "error": getattr(page, "reason", "not modified")})
+            return _NO_PAGE
+        decoded = decode_html(page.content, page.encoding)
+        extracted = article_from_html(decoded.content, url=page.final_url, fetched_at=datetime.now(UTC))
+        if decoded.note:
+            log.info("page charset overruled: %s", decoded.note,
+                     extra={"event": "page.charset", "url": link, "note": decoded.note})
+            if isinstance(extracted, Article):  # kept with the article: `extraction` says how its text was read
+                extracted = replace(extracted, extraction=f"{extracted.extraction} ({decoded.note})")
+        return _Page(extracted)
 
 
 def poll_feed(
@@ -113,37 +159,60 @@ def poll_feed(
     limiter: HostLimiter,
     known: StoreReader,
     robots: RobotsCache | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> FeedResult:
-    """Fetch, parse and extract one feed. Never raises for anything the web does."""
+    """Fetch, parse and extract one feed. Never raises for anything the web does.
+
+    ``should_stop`` cancels the fetches in flight (:mod:`monitor.deadline`) and
+    ends the poll; the result says so (``stopped``) and the writer keeps only
+    what was complete.
+    """
     started = time.monotonic()
-    fetched = fetch_url(client, state.poll_url, max_bytes=settings.max_bytes, etag=state.etag,
-                        last_modified=state.last_modified, limiter=limiter)
-    if not isinstance(fetched, Fetched):
-        return FeedResult(feed, state, fetched, duration=time.monotonic() - started,
-                          hints=hints_from_response(fetched.headers))
-    parsed = parse_feed(fetched.content, url=fetched.final_url, content_type=fetched.content_type)
-    if isinstance(parsed, ParseFailed):
-        return FeedResult(feed, state, parsed, duration=time.monotonic() - started)
-    hints = hints_from_response(fetched.headers, content=fetched.content, ttl_minutes=parsed.ttl_minutes,
-                                published=[e.published for e in parsed.entries])
-    articles = tuple(_entry_articles(client, parsed, state, settings=settings, limiter=limiter, known=known,
-                                     robots=robots))
-    return FeedResult(feed, state, fetched, articles, parsed.bozo_reason, time.monotonic() - started, hints)
+    with cancel_when(should_stop):
+        fetched = fetch_url(client, state.poll_url, max_bytes=settings.max_bytes, etag=state.etag,
+                            last_modified=state.last_modified, limiter=limiter)
+        if not isinstance(fetched, Fetched):
+            return FeedResult(feed, state, fetched, duration=time.monotonic() - started,
+                              hints=hints_from_response(fetched.headers), stopped=stopping())
+        parsed = parse_feed(fetched.content, url=fetched.final_url, content_type=fetched.content_type)
+        if isinstance(parsed, ParseFailed):
+            return FeedResult(feed, state, parsed, duration=time.monotonic() - started)
+        hints = hints_from_response(fetched.headers, content=fetched.content, ttl_minutes=parsed.ttl_minutes,
+                                    published=[e.published for e in parsed.entries])
+        pages = _PollPages(client, settings, limiter, robots)
+        articles, deferred = _entry_articles(parsed, state, pages=pages, known=known)
+        return FeedResult(feed, state, fetched, tuple(articles), parsed.bozo_reason, time.monotonic() - started,
+                          hints, deferred=deferred, stopped=stopping())
 
 
-def _entry_articles(client: httpx.Client, parsed: ParsedFeed, state: FeedState, *, settings: FetchSettings,
-                    limiter: HostLimiter, known: StoreReader,
-                    robots: RobotsCache | None = None) -> list[Article | Skipped]:
-    """New entries only: an entry whose link or GUID is stored costs no page fetch."""
-    results: list[Article | Skipped] = []
-    for entry in parsed.entries:
-        link = canonical_url(entry.link) if entry.link else None
-        if known.contains(canonical_url=link, guid=entry.guid):
+def _newest_first(item: tuple[int, FeedEntry]) -> float:
+    published = item[1].published
+    return -published.timestamp() if published else float("inf")  # undated last, in feed order
+
+
+def _entry_articles(parsed: ParsedFeed, state: FeedState, *, pages: _PollPages,
+                    known: StoreReader) -> tuple[list[Article | Skipped], int]:
+    """New entries only (one whose link or GUID is stored costs no page fetch), and how many were deferred.
+
+    Entries are visited newest first, so when the page budget runs out it is the
+    oldest that wait; the articles keep the feed's order. On stop, the entry in
+    hand and those after it are left out: the next poll fetches them, where a
+    fallback to the feed's summary would have stored them for good.
+    """
+    new = [(index, entry) for index, entry in enumerate(parsed.entries)
+           if not known.contains(canonical_url=canonical_url(entry.link) if entry.link else None, guid=entry.guid)]
+    made: list[tuple[int, Article | Skipped]] = []
+    deferred = 0
+    for index, entry in sorted(new, key=_newest_first):
+        page = None if stopping() else pages.page(entry.link)
+        if stopping():
+            break
+        if page is None:
+            deferred += 1
             continue
-        page = _entry_page(client, entry.link, settings, limiter, robots)
-        results.append(article_from_entry(entry, page, feed_id=state.id, feed_name=state.name,
-                                          fetched_at=datetime.now(UTC)))
-    return results
+        made.append((index, article_from_entry(entry, None, feed_id=state.id, feed_name=state.name,
+                                               fetched_at=datetime.now(UTC), extracted=page.extracted)))
+    return [article for _, article in sorted(made, key=lambda pair: pair[0])], deferred
 
 
 def _failure_fields(result: FeedResult, policy: PollPolicy, now: datetime) -> dict[str, object]:
@@ -198,7 +267,14 @@ def apply_feed_result(
     """Writer side: ingest the articles (one transaction each), then record the poll in ``feeds``."""
     counts = Counts()
     state, outcome = result.state, result.outcome
-    interrupted = False
+    if result.stopped and not isinstance(outcome, Fetched | NotModified):
+        log.info("feed poll cancelled by the stop; it is polled again next time",
+                 extra={"event": "feed.cancelled", "feed": state.name, "url": state.poll_url})
+        return counts  # a cancelled request says nothing about the feed: no error, no backoff
+    if result.deferred:
+        log.info("%d new entries left for later polls (fetch.max_pages_per_poll)", result.deferred,
+                 extra={"event": "feed.deferred", "feed": state.name, "url": state.poll_url})
+    interrupted = result.incomplete
     for index, article in enumerate(result.articles):
         if should_stop():
             interrupted = True
@@ -219,7 +295,7 @@ def apply_feed_result(
     else:
         fields |= _success_fields(result, policy, counts.added, now)
     if interrupted:
-        # Keep the old validators so the next poll fetches the rest, not a 304.
+        # Keep the old validators so the next poll fetches the rest (deferred, stopped, interrupted), not a 304.
         fields |= {"etag": state.etag, "last_modified": state.last_modified}
     store.update_feed(state.id, **fields)
     if counts.added:
@@ -305,7 +381,7 @@ def run_pass(
     robots = make_robots(settings.fetch, client, limiter)
     with ThreadPoolExecutor(max_workers=settings.fetch.concurrency, thread_name_prefix="fetch") as pool:
         futures = [pool.submit(poll_feed, client, feed, state, settings=settings.fetch, limiter=limiter, known=known,
-                               robots=robots)
+                               robots=robots, should_stop=should_stop)
                    for feed, state in feed_states(store, settings.feeds, due_only=due_only)]
         if progress:
             progress(0, len(futures))

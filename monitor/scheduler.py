@@ -5,8 +5,9 @@ Jobs run in APScheduler's thread pool and only fetch, parse and extract
 queue. The thread that called :func:`run_daemon` owns the database connection
 and the clusterer and applies results one by one, so SQLite sees a single
 writer however many feeds are in flight. SIGTERM/SIGINT set ``stop``: the
-writer finishes the article in hand, commits, waits for running jobs, applies
-what they fetched and returns.
+writer finishes the article in hand, commits, waits for running jobs (their
+requests in flight are cancelled within a second, :mod:`monitor.deadline`),
+applies what they completed and returns.
 """
 
 from __future__ import annotations
@@ -41,13 +42,17 @@ RETENTION_EVERY = 6 * 3600
 
 
 def _feed_job(feed: FeedConfig, settings: Settings, reader: StoreReader, limiter: HostLimiter,
-              client, results: queue.Queue, robots: RobotsCache | None = None) -> None:
-    """Producer: poll one feed if it is due (backoff may have pushed it later) and queue the result."""
+              client, results: queue.Queue, robots: RobotsCache | None = None,
+              stop: threading.Event | None = None) -> None:
+    """Producer: poll one feed if it is due (backoff may have pushed it later) and queue the result.
+
+    ``stop`` cancels the poll's requests in flight, so SIGTERM does not wait for a slow server.
+    """
     state = reader.feed_state(feed.url)
-    if state is None or not state.is_due(now_iso()):
+    if state is None or not state.is_due(now_iso()) or (stop is not None and stop.is_set()):
         return
     results.put(poll_feed(client, feed, state, settings=settings.fetch, limiter=limiter, known=reader,
-                          robots=robots))
+                          robots=robots, should_stop=stop.is_set if stop is not None else lambda: False))
 
 
 def _first_run(next_due: str | None, start: datetime, jitter: float) -> datetime:
@@ -56,7 +61,8 @@ def _first_run(next_due: str | None, start: datetime, jitter: float) -> datetime
     return due + timedelta(seconds=random.uniform(0, jitter))
 
 
-def build_scheduler(settings: Settings, store: Store, results: queue.Queue, client) -> BackgroundScheduler:
+def build_scheduler(settings: Settings, store: Store, results: queue.Queue, client,
+                    stop: threading.Event | None = None) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(settings.fetch.concurrency)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
@@ -74,7 +80,7 @@ def build_scheduler(settings: Settings, store: Store, results: queue.Queue, clie
             continue
         scheduler.add_job(
             _feed_job, IntervalTrigger(seconds=feed.interval, jitter=settings.schedule.jitter, timezone=UTC),
-            args=[feed, settings, reader, limiter, client, results, robots], id=feed.url, name=feed.display_name,
+            args=[feed, settings, reader, limiter, client, results, robots, stop], id=feed.url, name=feed.display_name,
             next_run_time=_first_run(state.next_due if state else None, start, settings.schedule.jitter),
         )
     if settings.schedule.retention_days:
@@ -132,7 +138,7 @@ def _run_locked(settings: Settings, stop: threading.Event) -> None:
         clusterer = build_clusterer(store, settings.cluster)
         results: queue.Queue = queue.Queue()
         with make_client(settings.fetch) as client:
-            scheduler = build_scheduler(settings, store, results, client)
+            scheduler = build_scheduler(settings, store, results, client, stop)
             scheduler.start()
             log.info("daemon started: %d feeds, database %s", len(settings.feeds), settings.database)
             try:

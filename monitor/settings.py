@@ -81,7 +81,9 @@ class FeedConfig(_Frozen):
 
 class FetchSettings(_Frozen):
     user_agent: str = Field(DEFAULT_USER_AGENT, description="User-Agent sent with every request.")
-    timeout: float = Field(20.0, gt=0, description="Seconds before a request is abandoned.")
+    timeout: float = Field(20.0, gt=0, description="Seconds one connect or one read may wait.")
+    deadline: float = Field(60.0, description="Seconds the whole request may take, connect to last byte, redirects "
+                                              "included (or '2m'): a page that drips a byte a second is abandoned.")
     max_bytes: int = Field(10_000_000, gt=0, description="Larger bodies are refused, not truncated.")
     max_redirects: int = Field(5, ge=0, description="Redirects followed before giving up.")
     concurrency: int = Field(8, ge=1, description="Requests in flight at once, over all hosts.")
@@ -89,9 +91,16 @@ class FetchSettings(_Frozen):
     per_host_delay: float = Field(1.0, ge=0, description="Minimum seconds between requests to one host.")
     fetch_pages: bool = Field(True, description="Fetch each entry's page; if false use feed content.")
     respect_robots: bool = Field(True, description="Skip article pages that robots.txt disallows.")
+    max_pages_per_poll: int = Field(50, ge=1, description="Page fetches per feed poll; newer entries first, the "
+                                                          "rest on later polls. Each link is fetched once per poll.")
     allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
         (), description="Networks (CIDRs) fetched although not public, e.g. a lab's 192.168.10.0/24; "
                         "empty: loopback, private, link-local and other non-public addresses are refused.")
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
 
     @field_validator("allow_networks", mode="before")
     @classmethod

@@ -192,6 +192,16 @@ class FeedServer:
 
         self.set(path, route)
 
+    def drip(self, path: str, *, every: float = 0.1, count: int = 600,
+             content_type: str = "application/rss+xml") -> None:
+        """A 200 whose body comes a byte every ``every`` seconds: no single read ever waits long enough to time out."""
+        def body() -> Iterator[bytes]:
+            for _ in range(count):
+                time.sleep(every)
+                yield b" "
+
+        self.set(path, lambda request: Response(200, {"Content-Type": content_type}, body()))
+
     def huge(self, path: str, size: int = 60_000_000, chunk: int = 64 * 1024) -> None:
         """``size`` bytes generated while streaming, with no Content-Length (so only a streaming cap stops it)."""
         def body() -> Iterator[bytes]:
