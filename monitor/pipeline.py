@@ -252,6 +252,8 @@ def _success_fields(result: FeedResult, policy: PollPolicy, added: int, now: dat
         "consecutive_errors": 0, "failing_since": None, "last_success": iso(now),
         "etag": outcome.etag, "last_modified": outcome.last_modified, "poll_interval": interval,
         "next_due": iso(max(plan.next_due, now + timedelta(seconds=interval))), "last_new_entry": iso(last_new)}
+    if result.deferred:  # entries wait over fetch.max_pages_per_poll: back at the configured interval
+        fields["next_due"] = iso(now + timedelta(seconds=result.feed.interval))
     moved = outcome.moved_to
     if moved and moved != state.poll_url:
         fields["url_effective"] = moved

@@ -11,6 +11,7 @@ import signal
 import socketserver
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -129,6 +130,23 @@ def test_a_poll_fetches_at_most_max_pages_newest_first_and_later_polls_fetch_the
     assert server.statuses[("/big.xml", 200)] == 3  # the validators were kept while entries waited
     one_pass(path)
     assert server.statuses[("/big.xml", 304)] == 1  # and used once nothing was left
+
+
+def test_a_feed_with_entries_waiting_is_polled_again_at_its_configured_interval(
+        tmp_path: Path, server: FeedServer) -> None:
+    """Adaptive scheduling lengthens the interval of a feed whose entries are hours apart; a
+    feed with entries left over the per-poll cap is due again at its configured interval."""
+    good_feed(server, "/big.xml", "grain harvest", count=120)  # entries an hour apart
+    path = config(tmp_path, [{"url": server.url("/big.xml"), "interval": 60}], fetch={"respect_robots": False})
+    database = tmp_path / "monitor.db"
+    due = []
+    for _ in range(3):
+        one_pass(path)
+        row = query(database, "SELECT last_fetched, next_due FROM feeds")[0]
+        wait = datetime.fromisoformat(row["next_due"]) - datetime.fromisoformat(row["last_fetched"])
+        due.append(wait.total_seconds())
+    assert due[0] <= 61 and due[1] <= 61  # 70 and 20 entries were waiting
+    assert due[2] >= 600  # nothing waits: the entries' hourly rhythm lengthens the interval
 
 
 def test_300_entries_sharing_one_link_make_one_request(tmp_path: Path, server: FeedServer) -> None:

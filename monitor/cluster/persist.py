@@ -7,8 +7,9 @@ when a late report of its story arrives.
 
 A blob is a small JSON header (terms, keys, scalars) followed by the numbers as packed
 arrays (float64 weights, int32 hashed columns and float32 values of the split-check rows,
-uint64 MinHash values), in the order the header lists them.  Not pickle: a database file must never be able to run code, and
-the format should outlive the classes that wrote it (``VERSION``).
+uint64 MinHash values), in the order the header lists them.  Not pickle: a database file
+must never be able to run code, and the format should outlive the classes that wrote it
+(``VERSION``).
 """
 
 from __future__ import annotations
