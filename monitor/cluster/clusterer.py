@@ -108,7 +108,8 @@ class Clusterer:
         return Assignment.join(cluster.id, score, shared, split, merge)
 
     def add(self, doc: Doc, assignment: Assignment) -> None:
-        """Record ``doc`` as placed by ``assignment`` (after the caller has committed it)."""
+        """Record ``doc`` as placed by ``assignment``.  With a memory, the caller writes
+        ``changes()`` in the article's transaction, and calls ``forget`` if that fails."""
         self._recall()
         if doc.id in self.window.docs:
             return
