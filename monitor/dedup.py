@@ -228,3 +228,48 @@ class NearDuplicateIndex:
 
     def keys(self) -> Iterable[int]:
         return self._sigs.keys()
+
+
+# -- whose identity is it? ----------------------------------------------------------------------
+# Second-level labels that are a public suffix under a two-letter country code (bbc.co.uk, abc.net.au).
+_COUNTRY_SECOND_LEVEL = frozenset({"co", "com", "net", "org", "gov", "ac", "edu", "ne", "or", "go", "gob", "nic"})
+# Shared hosts whose subdomains are different owners (a.blogspot.com is not b.blogspot.com).
+_SHARED_HOSTS = frozenset({
+    "blogspot.com", "wordpress.com", "substack.com", "medium.com", "tumblr.com", "github.io", "gitlab.io",
+    "herokuapp.com", "appspot.com", "netlify.app", "vercel.app", "pages.dev", "cloudfront.net",
+    "azurewebsites.net", "web.app", "firebaseapp.com", "ampproject.org",
+})
+
+
+def registrable_domain(host: str) -> str:
+    """The part of a host name one owner registers: ``www.bbc.co.uk`` -> ``bbc.co.uk``, ``a.b.nytimes.com`` ->
+    ``nytimes.com``.
+
+    A deliberately small rule, not the Public Suffix List (``tldextract`` would fetch that list over
+    the network at first use): the last two labels, or three when the second-to-last is a common
+    second-level suffix under a country code (``co.uk``, ``com.au``, ``ne.jp``) or the last two are a
+    shared host (``blogspot.com``, ``github.io``). An IP address, or a single-label name, is itself.
+    Where the rule is too coarse it only ever merges two hosts of the same registered name.
+    """
+    host = host.lower().rstrip(".")
+    if not host or ":" in host or host.replace(".", "").isdigit():
+        return host
+    labels = host.split(".")
+    if len(labels) <= 2:
+        return host
+    if (len(labels[-1]) == 2 and labels[-2] in _COUNTRY_SECOND_LEVEL) or ".".join(labels[-2:]) in _SHARED_HOSTS:
+        return ".".join(labels[-3:])
+    return ".".join(labels[-2:])
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url.strip()).hostname or "").lower().rstrip(".")
+    except ValueError:
+        return ""
+
+
+def same_outlet(url: str, other: str) -> bool:
+    """Do two http(s) URLs belong to one outlet (the same registrable domain)? A URL can vouch only for its own."""
+    first, second = _host(url), _host(other)
+    return bool(first and second) and registrable_domain(first) == registrable_domain(second)

@@ -20,6 +20,7 @@ import trafilatura
 from lxml.etree import ParserError
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
+from monitor.dedup import same_outlet
 from monitor.models import Article, FeedEntry, Fetched, Skipped
 
 MIN_TEXT_CHARS = 80
@@ -158,12 +159,28 @@ def article_from_html(content: bytes | str, *, url: str, fetched_at: datetime) -
     if len(text) < MIN_TEXT_CHARS:
         return Skipped(url, f"too little text after cleaning ({len(text)} characters)")
     title = (doc.title or "").strip() or title_and_body(lines)[0]
-    canonical = doc.url if doc.url and doc.url.startswith(("http://", "https://")) else None
+    canonical, extraction = _trusted_canonical(doc.url, url)
     return Article(
         url=url, title=_shorten(title), text=text, source=source_of(canonical or url),
         author=doc.author or None, published=_parse_date(doc.date), fetched_at=fetched_at,
-        language=doc.language or detect_language(text), canonical_url=canonical, extraction="trafilatura",
+        language=doc.language or detect_language(text), canonical_url=canonical, extraction=extraction,
     )
+
+
+def _trusted_canonical(claimed: str | None, url: str) -> tuple[str | None, str]:
+    """The page's canonical URL if the page may vouch for it, and the ``extraction`` note saying so.
+
+    A page speaks only for its own outlet: a canonical URL on another registrable domain than the
+    host that served the page (``url``, the final URL after redirects) is ignored, so that neither
+    the page's identity nor its outlet can be another outlet's. A saved page read from the seeds
+    folder (a ``file:`` URL, put there by the operator) is believed.
+    """
+    if not (claimed and claimed.startswith(("http://", "https://"))):
+        return None, "trafilatura"
+    if not url.startswith(("http://", "https://")) or same_outlet(claimed, url):
+        return claimed, "trafilatura"
+    shown = claimed if len(claimed) <= 120 else claimed[:119] + "…"
+    return None, f"trafilatura (rel=canonical on another outlet ignored: {shown})"
 
 
 def html_fragment_to_text(fragment: str) -> str:
@@ -179,7 +196,7 @@ def html_fragment_to_text(fragment: str) -> str:
 
 def article_from_entry(
     entry: FeedEntry, page: Fetched | None, *, feed_id: int | None, feed_name: str, fetched_at: datetime,
-    extracted: Article | Skipped | None = None,
+    extracted: Article | Skipped | None = None, feed_url: str | None = None,
 ) -> Article | Skipped:
     """The entry's page through trafilatura; failing that, the entry's own content or summary.
 
@@ -187,8 +204,13 @@ def article_from_entry(
     extract is visible. An entry without link or title is still stored from what it has.
     ``extracted``: the page already through :func:`article_from_html` (entries
     sharing one link share one extraction), instead of ``page``.
+    ``feed_url``: where the feed was served from (after redirects). Text from the feed itself belongs
+    to the feed's outlet: an entry linking to another outlet is stored under the feed's host.
     """
     link = entry.link or ""
+    source, note = (source_of(link) if link else feed_name), ""
+    if link and feed_url and feed_url.startswith(("http://", "https://")) and not same_outlet(link, feed_url):
+        source, note = source_of(feed_url), " (link on another outlet: the feed's outlet kept)"
     if page is not None:
         extracted = article_from_html(page.content, url=page.final_url, fetched_at=fetched_at)
     if isinstance(extracted, Article):
@@ -202,15 +224,15 @@ def article_from_entry(
             continue
         title = entry.title or title_and_body(lines)[0]
         return Article(
-            url=link, title=_shorten(title), text=text, source=source_of(link) if link else feed_name,
+            url=link, title=_shorten(title), text=text, source=source,
             guid=entry.guid, feed_id=feed_id, author=entry.author, published=entry.published,
-            fetched_at=fetched_at, language=detect_language(text), extraction=kind,
+            fetched_at=fetched_at, language=detect_language(text), extraction=kind + note,
         )
     if entry.title:
         return Article(
-            url=link, title=_shorten(entry.title), text=entry.title, source=source_of(link) if link else feed_name,
+            url=link, title=_shorten(entry.title), text=entry.title, source=source,
             guid=entry.guid, feed_id=feed_id, author=entry.author, published=entry.published,
-            fetched_at=fetched_at, language=detect_language(entry.title), extraction="feed-title",
+            fetched_at=fetched_at, language=detect_language(entry.title), extraction="feed-title" + note,
         )
     reason = extracted.reason if isinstance(extracted, Skipped) else "entry has no title, content or summary"
     return Skipped(link or "(entry without link)", reason)

@@ -95,7 +95,8 @@ def ingest_article(
     learned = False
     try:
         with store.transaction():
-            existing = store.find_duplicate(canonical_url=canonical, guid=article.guid, content_hash=digest)
+            existing = store.find_duplicate(canonical_url=canonical, guid=article.guid, content_hash=digest,
+                                            feed_id=article.feed_id, source=article.source)
             if existing:
                 return AlreadyStored(*existing)
             doc, assignment = _store_placed(store, clusterer, article, canonical, digest, keywords)

@@ -180,7 +180,7 @@ def poll_feed(
         hints = hints_from_response(fetched.headers, content=fetched.content, ttl_minutes=parsed.ttl_minutes,
                                     published=[e.published for e in parsed.entries])
         pages = _PollPages(client, settings, limiter, robots)
-        articles, deferred = _entry_articles(parsed, state, pages=pages, known=known)
+        articles, deferred = _entry_articles(parsed, state, pages=pages, known=known, feed_url=fetched.final_url)
         return FeedResult(feed, state, fetched, tuple(articles), parsed.bozo_reason, time.monotonic() - started,
                           hints, deferred=deferred, stopped=stopping())
 
@@ -190,8 +190,8 @@ def _newest_first(item: tuple[int, FeedEntry]) -> float:
     return -published.timestamp() if published else float("inf")  # undated last, in feed order
 
 
-def _entry_articles(parsed: ParsedFeed, state: FeedState, *, pages: _PollPages,
-                    known: StoreReader) -> tuple[list[Article | Skipped], int]:
+def _entry_articles(parsed: ParsedFeed, state: FeedState, *, pages: _PollPages, known: StoreReader,
+                    feed_url: str | None = None) -> tuple[list[Article | Skipped], int]:
     """New entries only (one whose link or GUID is stored costs no page fetch), and how many were deferred.
 
     Entries are visited newest first, so when the page budget runs out it is the
@@ -200,7 +200,8 @@ def _entry_articles(parsed: ParsedFeed, state: FeedState, *, pages: _PollPages,
     fallback to the feed's summary would have stored them for good.
     """
     new = [(index, entry) for index, entry in enumerate(parsed.entries)
-           if not known.contains(canonical_url=canonical_url(entry.link) if entry.link else None, guid=entry.guid)]
+           if not known.contains(canonical_url=canonical_url(entry.link) if entry.link else None, guid=entry.guid,
+                                 feed_id=state.id)]
     made: list[tuple[int, Article | Skipped]] = []
     deferred = 0
     for index, entry in sorted(new, key=_newest_first):
@@ -211,7 +212,8 @@ def _entry_articles(parsed: ParsedFeed, state: FeedState, *, pages: _PollPages,
             deferred += 1
             continue
         made.append((index, article_from_entry(entry, None, feed_id=state.id, feed_name=state.name,
-                                               fetched_at=datetime.now(UTC), extracted=page.extracted)))
+                                               fetched_at=datetime.now(UTC), extracted=page.extracted,
+                                               feed_url=feed_url)))
     return [article for _, article in sorted(made, key=lambda pair: pair[0])], deferred
 
 

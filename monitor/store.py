@@ -25,6 +25,7 @@ from typing import Any
 
 import sqlite_utils
 
+from monitor import identity
 from monitor.errors import StoreError
 from monitor.settings import FeedConfig
 
@@ -178,9 +179,18 @@ def _migration_7_clusterer_memory(db: sqlite_utils.Database) -> None:
                "cluster_id INTEGER NOT NULL, PRIMARY KEY (key, day, cluster_id)) WITHOUT ROWID")
 
 
+def _migration_8_outlet_identity(db: sqlite_utils.Database) -> None:
+    """Identity belongs to the outlet (``monitor.identity``): a canonical URL is unique per outlet, not
+    globally (another outlet's copy claiming it is stored too), and GUIDs are looked up per feed."""
+    db.execute("DROP INDEX IF EXISTS idx_articles_canonical_url")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_articles_canonical ON articles(canonical_url) "
+               "WHERE canonical_url IS NOT NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_articles_feed_guid ON articles(feed_id, guid) WHERE guid IS NOT NULL")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1_initial, _migration_2_alerts, _migration_3_feed_health, _migration_4_split_from,
-    _migration_5_merges, _migration_6_rescored, _migration_7_clusterer_memory)
+    _migration_5_merges, _migration_6_rescored, _migration_7_clusterer_memory, _migration_8_outlet_identity)
 
 
 @dataclass(frozen=True)
@@ -355,22 +365,17 @@ class Store:
     # -- articles -----------------------------------------------------------------------------
 
     def find_duplicate(
-        self, *, canonical_url: str | None, guid: str | None, content_hash: str | None
+        self, *, canonical_url: str | None, guid: str | None, content_hash: str | None,
+        feed_id: int | None = None, source: str = "",
     ) -> tuple[int, str] | None:
-        """An already stored article with the same canonical URL, GUID or text hash, and which key matched."""
-        checks = (("canonical url", "canonical_url", canonical_url), ("guid", "guid", guid),
-                  ("text hash", "content_hash", content_hash))
-        for reason, column, value in checks:
-            if not value:
-                continue
-            row = self.db.execute(f"SELECT id FROM articles WHERE {column} = ? LIMIT 1", [value]).fetchone()
-            if row:
-                return row[0], reason
-        return None
+        """An already stored article of the same outlet with the same canonical URL or text hash, or of the
+        same feed with the same GUID, and which key matched (:mod:`monitor.identity`)."""
+        return identity.find_duplicate(self.db.conn, canonical_url=canonical_url, guid=guid,
+                                       content_hash=content_hash, feed_id=feed_id, source=source)
 
     def has_url(self, canonical_url: str | None) -> bool:
         """Is an article with this canonical URL stored? Seed files already stored are skipped unread."""
-        return self.find_duplicate(canonical_url=canonical_url, guid=None, content_hash=None) is not None
+        return identity.has_canonical_url(self.db.conn, canonical_url)
 
     def insert_article(self, row: dict[str, Any]) -> int:
         return self._insert("articles", row).lastrowid
@@ -593,9 +598,6 @@ class StoreReader:
     def feed_state(self, url: str) -> FeedState | None:
         return _feed_state(self._conn(), url)
 
-    def contains(self, *, canonical_url: str | None, guid: str | None) -> bool:
-        conn = self._conn()
-        for column, value in (("canonical_url", canonical_url), ("guid", guid)):
-            if value and conn.execute(f"SELECT 1 FROM articles WHERE {column} = ? LIMIT 1", [value]).fetchone():
-                return True
-        return False
+    def contains(self, *, canonical_url: str | None, guid: str | None, feed_id: int | None = None) -> bool:
+        """Is this feed's entry stored (:func:`monitor.identity.known_entry`)?"""
+        return identity.known_entry(self._conn(), feed_id=feed_id, canonical_url=canonical_url, guid=guid)
