@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor.query import Document, Query, parse_query
+from monitor.redact import redact, register_apprise_url
 from monitor.settings import AlertRule, Settings, parse_duration
 from monitor.store import Store, iso
 
@@ -257,9 +258,14 @@ def targets_for(settings: Settings, rule_name: str) -> list[Target]:
 
 
 def apprise_send(url: str, title: str, body: str) -> str | None:
-    """Send through Apprise; its own log lines become the error text recorded in ``last_error``."""
+    """Send through Apprise; its own log lines become the error text recorded in ``last_error``.
+
+    The URL's secret pieces (a topic, a path token, a password) are registered first, so the error
+    text, the log lines and ``last_error`` mask them wherever Apprise quotes them.
+    """
     import apprise  # half a second to import: only when something is to be sent
 
+    register_apprise_url(url)
     notifier = apprise.Apprise()
     if not notifier.add(url):
         return "Apprise does not understand this URL"
@@ -267,10 +273,10 @@ def apprise_send(url: str, title: str, body: str) -> str | None:
         try:
             ok = notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
         except Exception as exc:  # a plugin bug must not kill the writer thread: record it, retry later
-            return f"{type(exc).__name__}: {exc}"
+            return redact(f"{type(exc).__name__}: {exc}")
     if ok:
         return None
-    return " ".join(captured.getvalue().split()) or "delivery failed"
+    return redact(" ".join(captured.getvalue().split())) or "delivery failed"
 
 
 def _digest(rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
@@ -352,8 +358,10 @@ class _DeliveryState:
 def _send_batch(target: Target, batch: list[dict[str, Any]], state: dict[int, _DeliveryState], send: Sender,
                 now: datetime, report: AlertReport) -> None:
     title, body = _digest(batch)
+    register_apprise_url(target.url)
     started = time.monotonic()
     error = send(target.url, title, body)
+    error = None if error is None else redact(error)  # whatever the sender, no secret reaches last_error or a log
     elapsed = time.monotonic() - started
     for row in batch:
         alert = state[row["id"]]

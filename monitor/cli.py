@@ -27,6 +27,7 @@ from monitor.errors import MonitorError
 from monitor.feedsfile import add_feeds, read_opml, write_opml
 from monitor.lock import InstanceLock
 from monitor.logs import configure_logging
+from monitor.redact import redact, register_settings
 from monitor.settings import DEFAULT_CONFIG, FeedConfig, Settings, describe_validation_error, load_settings
 from monitor.status import StatusReport, status_report
 from monitor.store import Store
@@ -43,13 +44,14 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except MonitorError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(redact(str(exc))) from None
 
     return wrapper
 
 
 def _settings(ctx: click.Context) -> Settings:
     settings = load_settings(ctx.obj["config"])
+    register_settings(settings)  # from now on its channel tokens and feed passwords are masked in every output
     ctx.obj["log_handler"] = configure_logging(settings.log_level, settings.log_format)
     return settings
 
@@ -159,7 +161,7 @@ def _run_once(ctx: click.Context, settings: Settings, stop: threading.Event, *, 
                 progress.close()
         click.echo(_summary(report, store))
         if settings.alerts or report.alerts.pending:
-            click.echo(report.alerts.summary())
+            click.echo(redact(report.alerts.summary()))
 
 
 @cli.group()
@@ -176,7 +178,7 @@ def feeds_list(ctx: click.Context, as_json: bool) -> None:
     settings = _settings(ctx)
     with Store.open(settings.database) as store:
         store.sync_feeds(settings.feeds)
-        rows = [r for r in store.feeds() if r["in_config"]]
+        rows = [{k: redact(v) for k, v in r.items()} for r in store.feeds() if r["in_config"]]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -198,8 +200,8 @@ def feeds_enable(ctx: click.Context, url: str) -> None:
     with Store.open(settings.database) as store:
         found = store.enable_feed(url)
     if not found:
-        raise click.ClickException(f"no such feed in the database: {url}")
-    click.echo(f"enabled {url}")
+        raise click.ClickException(f"no such feed in the database: {redact(url)}")
+    click.echo(f"enabled {redact(url)}")
 
 
 @feeds.command("add")
@@ -213,14 +215,15 @@ def feeds_add(ctx: click.Context, url: str, name: str | None, tags: tuple[str, .
     settings = _settings(ctx)
     feed = _validated_feed(url, name, tags)
     added = add_feeds(settings.config_path, [feed])
-    click.echo(f"added {feed.url}" if added else f"already configured: {feed.url}")
+    shown = redact(feed.url)
+    click.echo(f"added {shown}" if added else f"already configured: {shown}")
 
 
 def _validated_feed(url: str, name: str | None, tags: tuple[str, ...]) -> FeedConfig:
     try:
         return FeedConfig(url=url, name=name, tags=tags)
     except ValidationError as exc:
-        raise click.ClickException(f"{url}: {describe_validation_error(exc)[1]}") from None
+        raise click.ClickException(redact(f"{url}: {describe_validation_error(exc)[1]}")) from None
 
 
 @feeds.command("import")
@@ -236,7 +239,7 @@ def feeds_import(ctx: click.Context, opml_file: Path) -> None:
             _collect_feed(item, candidates, invalid)
     added = add_feeds(settings.config_path, candidates)
     for url in invalid:
-        click.echo(f"skipped invalid URL: {url}", err=True)
+        click.echo(f"skipped invalid URL: {redact(url)}", err=True)
     click.echo(f"imported {len(added)} new feeds ({len(candidates) - len(added)} already configured)")
 
 
@@ -287,7 +290,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
     for line in _status_lines(report):
-        click.echo(line)
+        click.echo(redact(line))
 
 
 def _status_lines(report: StatusReport) -> Iterator[str]:
@@ -324,9 +327,9 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     """Browse and query the database with Datasette (read-only; sees what the daemon writes)."""
     settings = _settings(ctx)
     click.echo(f"serving {settings.database} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
-    logging.getLogger(__name__).debug("equivalent: %s", " ".join(datasette_command(settings.database,
-                                                                                  host=host, port=port)))
-    serve_datasette(settings.database, host=host, port=port)
+    logging.getLogger(__name__).debug("equivalent: %s", " ".join(datasette_command(
+        settings.database, host=host, port=port, web=settings.web)))
+    serve_datasette(settings.database, host=host, port=port, web=settings.web)
 
 
 @cli.group()
@@ -365,7 +368,7 @@ def alerts_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """Recent alerts with their delivery status."""
     settings = _settings(ctx)
     with Store.open(settings.database) as store:
-        rows = store.recent_alerts(limit)
+        rows = [{k: redact(v) for k, v in r.items()} for r in store.recent_alerts(limit)]
     if as_json:
         for row in rows:
             row["matched_terms"] = json.loads(row["matched_terms"] or "[]")

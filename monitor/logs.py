@@ -10,6 +10,9 @@ by a log shipper alike::
 renders as ``ts=2026-11-23T18:00:00Z level=INFO logger=monitor.pipeline event=feed.poll msg="feed polled"
 feed=BBC url=https://... status=ok duration=0.41``. Under systemd, journald adds its own timestamp and
 the line stays the same.
+
+Every message, field and traceback is passed through :func:`monitor.redact.redact` first, so a feed URL's
+password, a secret query value or a registered channel token never reaches a log.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from monitor.redact import redact
+
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 _OURS = "_newsmonitor_handler"
@@ -28,7 +33,22 @@ _QUIET = ("httpx", "httpcore", "apscheduler", "trafilatura", "charset_normalizer
 
 
 def event_fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    """A record's ``extra`` fields, secrets masked (a feed URL's password, a token; see monitor.redact)."""
+    return {k: _redacted(v) for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple | dict):  # kept as it is unless it holds a secret
+        text = json.dumps(value, default=str, ensure_ascii=False)
+        masked = redact(text)
+        return value if masked == text else masked
+    return value
+
+
+def _message(record: logging.LogRecord) -> str:
+    return redact(record.getMessage())
 
 
 def _base(record: logging.LogRecord) -> dict[str, Any]:
@@ -51,10 +71,10 @@ class KeyValueFormatter(logging.Formatter):
         extra = event_fields(record)
         if "event" in extra:
             fields["event"] = extra.pop("event")
-        fields["msg"] = record.getMessage()
+        fields["msg"] = _message(record)
         fields |= extra
         if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
+            fields["exc"] = redact(self.formatException(record.exc_info))
         return " ".join(f"{k}={_quote(v)}" for k, v in fields.items() if v is not None)
 
 
@@ -62,9 +82,9 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = _base(record) | {"msg": record.getMessage()} | event_fields(record)
+        fields = _base(record) | {"msg": _message(record)} | event_fields(record)
         if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
+            fields["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(fields, default=str, ensure_ascii=False)
 
 

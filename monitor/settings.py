@@ -28,6 +28,7 @@ from ruamel.yaml.error import YAMLError
 from monitor.cluster_params import ClusterParams
 from monitor.errors import ConfigError, QueryError
 from monitor.query import parse_query
+from monitor.redact import register, register_apprise_url, url_secrets
 
 DEFAULT_CONFIG = Path("config/monitor.yaml")
 DEFAULT_USER_AGENT = "newsmonitor/0.1 (+https://github.com/newsmonitor/newsmonitor)"
@@ -67,6 +68,7 @@ class FeedConfig(_Frozen):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^\s/:?#]+(:\d+)?([/?#]\S*)?$", value.strip()):
             raise ValueError(f"not a valid http(s) URL: {value!r}")
+        register(url_secrets(value.strip()))  # its password and tokens are masked in every output from now on
         return value.strip()
 
     @field_validator("interval", mode="before")
@@ -165,10 +167,24 @@ class DigestSettings(_Frozen):
                       description="immediate: one message per alert; hourly/daily: one message listing them.")
 
 
+class WebSettings(_Frozen):
+    """Limits for ``newsmonitor serve`` (Datasette), which may be reached by others than its operator."""
+
+    allow_sql: bool = Field(True, description="Allow arbitrary SQL (?sql=, the query box); false: 403, only the "
+                                              "tables, canned queries and the cluster page remain.")
+    max_returned_rows: int = Field(1000, ge=1, description="Rows one table page, query or JSON response returns.")
+    sql_time_limit_ms: int = Field(3000, ge=1, description="Milliseconds one query may run before it is stopped.")
+    max_csv_mb: int = Field(10, ge=1, description="Size cap of a streamed CSV download, MB.")
+    max_value_bytes: int = Field(2_000_000, ge=1000, description="Longest string or blob one query may make or read "
+                                                                 "(SQLite's SQLITE_LIMIT_LENGTH).")
+    max_result_mb: int = Field(50, ge=1, description="Total size of the values one query may return, MB.")
+
+
 def _check_apprise_url(channel: str, url: str) -> None:
     """Apprise is imported only when channels are configured (it takes half a second)."""
     import apprise
 
+    register_apprise_url(url)  # before Apprise logs it: its tokens are masked in every output from now on
     if apprise.Apprise.instantiate(url) is None:
         raise PydanticCustomError("apprise_url", "channel {channel}: Apprise does not understand {url}",
                                   {"channel": repr(channel), "url": repr(url.split("://")[0] + "://...")})
@@ -186,6 +202,7 @@ class Settings(_Frozen):
     channels: dict[str, tuple[str, ...]] = Field({}, description="Named lists of Apprise URLs.")
     alerts: tuple[AlertRule, ...] = Field((), description="Alert rules, matched against clusters after each pass.")
     digest: DigestSettings = DigestSettings()
+    web: WebSettings = WebSettings()
     log_format: str = Field("text", pattern="^(text|json)$", description="text (key=value) or json lines.")
     config_path: Path | None = Field(None, exclude=True, description="Where this was read from.")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.lock import running_pid
+from monitor.redact import redact
 from monitor.store import Store
 
 _FEED_COLUMNS = ("id", "name", "url", "url_effective", "last_status", "last_http_status", "last_fetched",
@@ -75,11 +76,16 @@ class StatusReport:
         return data
 
 
+_SHOWN_MASKED = ("url", "url_effective", "last_error", "disabled_reason")
+
+
 def feed_health(store: Store, *, configured_only: bool = True) -> list[FeedHealth]:
+    """Feeds as shown to a person: URLs' passwords and tokens, and any in an error, masked (monitor.redact)."""
     where = "WHERE in_config = 1" if configured_only else ""
     rows = store.db.query(f"SELECT {', '.join(_FEED_COLUMNS)} FROM feeds {where} ORDER BY name, id")
-    return [FeedHealth(**(row | {"disabled": bool(row["disabled"]), "consecutive_errors": row["consecutive_errors"]
-                                 or 0, "articles_added": row["articles_added"] or 0})) for row in rows]
+    return [FeedHealth(**(row | {k: redact(row[k]) for k in _SHOWN_MASKED} | {
+        "disabled": bool(row["disabled"]), "consecutive_errors": row["consecutive_errors"] or 0,
+        "articles_added": row["articles_added"] or 0})) for row in rows]
 
 
 def status_report(store: Store, database: Path) -> StatusReport:

@@ -10,17 +10,28 @@ read-only connection; this module only wires it into Datasette.
   link to that page instead of to the raw row.
 - The ``alerts`` canned query exists only while the database has an ``alerts`` table, so
   the same metadata serves databases made before and after alerts were added.
+- Secrets are masked (:mod:`monitor.redact`): a feed URL's password or token in any cell of an
+  HTML page, and in every JSON, CSV or HTML body as a last net; ``feeds.url`` keeps the real value.
+- Size bounds on every connection: SQLite refuses a string or blob longer than ``max_value_bytes``
+  (``SQLITE_LIMIT_LENGTH``: ``hex(randomblob(400000000))`` is an error, not 800 MB), and a query
+  whose values add up to more than ``max_result_bytes`` is stopped while its rows are fetched.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import weakref
 from typing import Any
 
 import markupsafe
 from datasette import hookimpl
 from datasette.utils.asgi import NotFound, Response
 
-from monitor.web import cluster_view
+from monitor.redact import redact
+from monitor.web import PLUGIN_NAME, cluster_view, plugin_config
+
+_DEFAULTS = plugin_config()
+_MAX_ROWID = 2**63 - 1
 
 _HAS_CLUSTERS: dict[str, bool] = {}
 
@@ -57,6 +68,8 @@ def cluster_url(datasette: Any, cluster_id: int) -> str:
 
 async def cluster_page(datasette: Any, request: Any) -> Response:
     cluster_id = int(request.url_vars["cluster_id"])
+    if cluster_id > _MAX_ROWID:  # no row can have it, and SQLite cannot even bind it
+        raise NotFound(f"No cluster #{cluster_id}")
     db = await _cluster_database(datasette, request.args.get("db"))
     view = await db.execute_fn(lambda conn: cluster_view(conn, cluster_id))
     if view is None:
@@ -82,6 +95,11 @@ def _link(href: str, text: str, extra: str = "") -> markupsafe.Markup:
 
 @hookimpl
 def render_cell(row: Any, value: Any, column: str, table: str | None, database: str, datasette: Any) -> Any:
+    if isinstance(value, str):
+        masked = redact(value)
+        if masked != value:  # a feed URL's password, a token: shown masked, and not as a link
+            return markupsafe.escape(masked)
+
     async def inner() -> Any:
         if not await _is_newsmonitor_db(datasette, database):
             return None
@@ -161,3 +179,74 @@ def canned_queries(datasette: Any, database: str) -> Any:
         return queries
 
     return inner()
+
+
+# -- size bounds and secrets ----------------------------------------------------------------------
+
+
+class ResultTooLarge(sqlite3.DataError):
+    """A DatabaseError, so Datasette reports it as a query error, not a crash."""
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes) else 8
+
+
+def _bounded_rows(max_result_bytes: int) -> Any:
+    """A row factory that is ``sqlite3.Row`` but counts each cursor's bytes and stops past the bound."""
+    spent: weakref.WeakKeyDictionary[sqlite3.Cursor, int] = weakref.WeakKeyDictionary()
+
+    def factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> sqlite3.Row:
+        total = spent.get(cursor, 0) + sum(_size(v) for v in row)
+        spent[cursor] = total
+        if total > max_result_bytes:
+            raise ResultTooLarge(f"query result larger than {max_result_bytes // 1_000_000} MB "
+                                 "(web.max_result_mb): select fewer rows or shorter values")
+        return sqlite3.Row(cursor, row)
+
+    return factory
+
+
+@hookimpl
+def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
+    config = _DEFAULTS | (datasette.plugin_config(PLUGIN_NAME) or {})
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, int(config["max_value_bytes"]))
+    conn.row_factory = _bounded_rows(int(config["max_result_bytes"]))
+
+
+_TEXT_TYPES = (b"text/", b"application/json", b"application/javascript")
+
+
+@hookimpl
+def asgi_wrapper(datasette: Any) -> Any:
+    """Mask secrets in every text body (JSON, CSV, HTML) on its way out, chunk by chunk (streams stay streams)."""
+
+    def wrap(app: Any) -> Any:
+        async def masked_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope.get("type") != "http":
+                await app(scope, receive, send)
+                return
+            textual = False
+
+            async def masking_send(message: dict[str, Any]) -> None:
+                nonlocal textual
+                if message["type"] == "http.response.start":
+                    headers = message.get("headers") or []
+                    kind = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                    textual = kind.startswith(_TEXT_TYPES)
+                    if textual:  # the length changes when something is masked
+                        message = message | {"headers": [(k, v) for k, v in headers
+                                                          if k.lower() != b"content-length"]}
+                elif message["type"] == "http.response.body" and textual and message.get("body"):
+                    body = message["body"]
+                    text = body.decode("utf-8", "surrogateescape")
+                    masked = redact(text)
+                    if masked != text:
+                        message = message | {"body": masked.encode("utf-8", "surrogateescape")}
+                await send(message)
+
+            await app(scope, receive, masking_send)
+
+        return masked_app
+
+    return wrap
