@@ -241,7 +241,7 @@ def scenario_daemon(room: Newsroom, folder: Path, options: Options) -> list[str]
             wait_until(lambda: not first_urls or bool(first_urls & stored_urls(database)),
                        timeout=options.timeout, alive=lambda: daemon.poll() is None)
             for url, name in feeds[first:]:
-                cli(config, "feeds", "add", url, "--name", name)
+                cli(config, "feeds", "add", url, "--name", name, "--interval", "5")
             complete = _wait_stored(database, first_urls, daemon, options.timeout)
             known = {row[0] for row in query(database, "SELECT url FROM feeds")}
         finally:

@@ -208,20 +208,21 @@ def feeds_enable(ctx: click.Context, url: str) -> None:
 @click.argument("url")
 @click.option("--name", help="Display name (default: the host).")
 @click.option("--tag", "tags", multiple=True, help="A tag; repeat for several.")
+@click.option("--interval", help="Time between polls: seconds, or '15m', '2h' (default: 30m).")
 @click.pass_context
 @_fail_cleanly
-def feeds_add(ctx: click.Context, url: str, name: str | None, tags: tuple[str, ...]) -> None:
+def feeds_add(ctx: click.Context, url: str, name: str | None, tags: tuple[str, ...], interval: str | None) -> None:
     """Add a feed to the config file (its comments are kept)."""
     settings = _settings(ctx)
-    feed = _validated_feed(url, name, tags)
+    feed = _validated_feed(url, name, tags, interval)
     added = add_feeds(settings.config_path, [feed])
     shown = redact(feed.url)
     click.echo(f"added {shown}" if added else f"already configured: {shown}")
 
 
-def _validated_feed(url: str, name: str | None, tags: tuple[str, ...]) -> FeedConfig:
+def _validated_feed(url: str, name: str | None, tags: tuple[str, ...], interval: str | None = None) -> FeedConfig:
     try:
-        return FeedConfig(url=url, name=name, tags=tags)
+        return FeedConfig(url=url, name=name, tags=tags, **({"interval": interval} if interval else {}))
     except ValidationError as exc:
         raise click.ClickException(redact(f"{url}: {describe_validation_error(exc)[1]}")) from None
 

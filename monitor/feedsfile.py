@@ -58,6 +58,8 @@ def add_feeds(config_path: Path, feeds: Sequence[FeedConfig]) -> list[FeedConfig
             entry["name"] = feed.name
         if feed.tags:
             entry["tags"] = list(feed.tags)
+        if feed.interval != FeedConfig.model_fields["interval"].default:
+            entry["interval"] = feed.interval
         listed.append(entry)
         present.add(feed.url)
         added.append(feed)

@@ -28,6 +28,7 @@ from monitor.ingest import AlreadyStored, Stored, ingest_article
 from monitor.models import Article, FeedEntry, Fetched, FetchFailed, NotModified, ParsedFeed, ParseFailed, Skipped
 from monitor.parse import parse_feed
 from monitor.politeness import PollHints, PollPolicy, RobotsCache, hints_from_response, parse_retry_after
+from monitor.redact import redact
 from monitor.seeds import read_seeds
 from monitor.settings import FeedConfig, FetchSettings, ScheduleSettings, Settings
 from monitor.store import FeedState, Store, StoreReader, iso, now_iso, parse_iso
@@ -227,7 +228,7 @@ def _failure_fields(result: FeedResult, policy: PollPolicy, now: datetime) -> di
                           reason=outcome.reason, retry_after=parse_retry_after(headers.get("retry-after"), now),
                           failing_since=failing_since, now=now)
     fields: dict[str, object] = {
-        "last_status": "error", "last_error": outcome.reason, "consecutive_errors": errors,
+        "last_status": "error", "last_error": redact(outcome.reason), "consecutive_errors": errors,
         "last_http_status": getattr(outcome, "status", None), "failing_since": iso(failing_since),
         "next_due": iso(plan.next_due)}
     if plan.disable_reason:

@@ -43,6 +43,18 @@ def test_feeds_add_keeps_comments_and_is_idempotent(tmp_path: Path) -> None:
     assert "World\thttps://example.com/world.xml\tnever polled" in listed
 
 
+def test_feeds_add_takes_an_interval(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(COMMENTED, encoding="utf-8")
+    assert invoke(config, "feeds", "add", "https://example.org/rss", "--interval", "15m").exit_code == 0
+    assert invoke(config, "feeds", "add", "https://example.org/other").exit_code == 0
+    feeds = load_settings(config).feeds
+    assert [f.interval for f in feeds[1:]] == [900.0, 1800.0]
+    assert "interval" not in config.read_text(encoding="utf-8").split("example.org/other")[1]
+    result = CliRunner().invoke(cli, ["--config", str(config), "feeds", "add", "https://x.org/a", "--interval", "soon"])
+    assert result.exit_code == 1 and "interval" in result.output
+
+
 def test_feeds_add_rejects_a_bad_url(tmp_path: Path) -> None:
     config = tmp_path / "monitor.yaml"
     config.write_text(COMMENTED, encoding="utf-8")
