@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from datasketch import MinHash
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from monitor.cluster.decisions import Doc
+from monitor.cluster.stopwords import ENGLISH_STOP_WORDS
 from monitor.cluster_params import ClusterParams
 
 _STOP = frozenset(ENGLISH_STOP_WORDS) | {
