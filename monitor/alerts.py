@@ -162,7 +162,7 @@ def evaluate(settings: Settings, store: Store, clusters: Sequence[dict[str, Any]
     candidates = _candidates(rules, clusters, articles)
     matches = []
     for rule in rules:
-        query = parse_query(rule.query, rule=rule.name)
+        query = parse_query(rule.query, rule=rule.name)  # the parse made at start-up (cached by text)
         for candidate in candidates[_filter_key(rule)]:
             cluster_id = candidate.cluster["id"]
             decided = _decide(rule, query, candidate, previous.get((rule.name, cluster_id)))

@@ -47,7 +47,7 @@ _PERIOD_SECONDS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400, "monthly
                    "yearly": 365 * 86400}
 _SY_PERIOD = re.compile(rb"<(?:[\w-]+:)?updatePeriod\s*>\s*(\w+)\s*<", re.IGNORECASE)
 _SY_FREQUENCY = re.compile(rb"<(?:[\w-]+:)?updateFrequency\s*>\s*(\d+)\s*<", re.IGNORECASE)
-_MAX_AGE = re.compile(r"(?:^|[,\s])(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+_MAX_AGE = re.compile(r"(?:^|[,\s])(max-age|s-maxage)\s*=\s*\"?(\d+)", re.IGNORECASE)
 
 
 # -- hints from a response ----------------------------------------------------------------------
@@ -70,9 +70,13 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def parse_max_age(cache_control: str | None) -> float | None:
-    """``max-age`` (or ``s-maxage``) of a Cache-Control header; ``no-cache`` etc. give no hint."""
-    match = _MAX_AGE.search(cache_control or "")
-    return float(match.group(1)) if match else None
+    """``max-age`` or ``s-maxage`` (shared caches' max-age) of a Cache-Control header; ``no-cache`` etc. give no hint.
+
+    If both are present the longer wins: either is the server saying how long its answer stays
+    fresh, and we never poll sooner than the server asks.
+    """
+    ages = [float(match.group(2)) for match in _MAX_AGE.finditer(cache_control or "")]
+    return max(ages) if ages else None
 
 
 def syndication_period(content: bytes | None) -> float | None:

@@ -1,5 +1,8 @@
 """The alert query language: parsed once at start-up, evaluated against many clusters.
 
+Loading the settings parses every rule (a malformed one stops start-up); :func:`parse_query`
+keeps what it parsed by query text, so evaluating a rule on every pass reuses that parse.
+
 Grammar (operators are upper-case, everything else is case-insensitive)::
 
     query    := or_expr
@@ -23,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from monitor.errors import QueryError
 
@@ -317,8 +321,16 @@ class _Parser:
 
 
 def parse_query(text: str, *, rule: str | None = None) -> Query:
-    """Parse ``text``; a malformed query raises :class:`~monitor.errors.QueryError` naming ``rule`` and the position."""
+    """Parse ``text``; a malformed query raises :class:`~monitor.errors.QueryError` naming ``rule`` and the position.
+
+    Parsed once per text: a :class:`Query` is immutable, so later calls return the same one.
+    """
     try:
-        return Query(text, _Parser(text).parse())
+        return _parsed(text)
     except QueryError as exc:
         raise exc.for_rule(rule, text) from None
+
+
+@lru_cache(maxsize=1024)
+def _parsed(text: str) -> Query:
+    return Query(text, _Parser(text).parse())

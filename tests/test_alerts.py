@@ -340,3 +340,20 @@ def test_a_rule_added_later_fires_on_recent_stories_only(tmp_path: Path, store: 
     assert report.recorded == 1
     assert [a["cluster_id"] for a in store.recent_alerts()] == [1]
     assert run_alerts(after, store, now=NOW + timedelta(minutes=5)).recorded == 0
+
+
+def test_rules_are_parsed_at_start_up_not_on_every_evaluation(tmp_path: Path, store: Store,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """monitor/query.py: parsed once at start-up, evaluated against many clusters."""
+    import monitor.query
+
+    settings = make_settings(tmp_path, rules=[rule()], channels={"default": []})  # loading parses the rule
+    StoryWriter(store).add(1, source="a", title=BORDER, text=BORDER_TEXT)
+    clusters = store.clusters_since(None)
+
+    def no_parse(self: object) -> None:
+        raise AssertionError("a rule was parsed again at evaluation")
+
+    monkeypatch.setattr(monitor.query._Parser, "parse", no_parse)
+    for _ in range(3):
+        assert [m.cluster_id for m in evaluate(settings, store, clusters)] == [1]

@@ -42,7 +42,10 @@ def test_retry_after_in_seconds_and_as_an_http_date() -> None:
 
 def test_cache_control_max_age() -> None:
     assert parse_max_age("public, max-age=1800") == 1800
-    assert parse_max_age("s-maxage=600, no-transform") is None  # s-maxage is spelled without the dash
+    assert parse_max_age("s-maxage=600, no-transform") == 600  # shared caches' max-age, spelled without a dash
+    assert parse_max_age("max-age=60, s-maxage=600") == 600  # both: the longer wins (never sooner than asked)
+    assert parse_max_age("s-maxage=60, MAX-AGE=\"900\"") == 900
+    assert parse_max_age("s-max-age=600, x-max-age=5") is None  # not directives
     assert parse_max_age("no-cache") is None
 
 
