@@ -175,3 +175,17 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path, seeds_di
     store.close()
     store, report = run_once(config)
     assert report.seeds.added == 42 - stored and store.count("articles") == 42
+
+
+def test_the_full_text_index_is_rewritten_only_when_title_or_text_change(tmp_path: Path) -> None:
+    """Cluster bookkeeping updates an article's row on every join, split or merge; only a new
+    title or text may cost a re-index (SQLite counts the trigger's FTS writes as changes)."""
+    store = Store.open(tmp_path / "m.db")
+    conn = store.db.conn
+    conn.execute("INSERT INTO articles (title, text) VALUES ('Harbour bridge closed', 'Cranes and ferries.')")
+    before = conn.total_changes
+    conn.execute("UPDATE articles SET cluster_score = 0.5, cluster_terms = '[]', split_from = 2 WHERE id = 1")
+    assert conn.total_changes - before == 1
+    conn.execute("UPDATE articles SET text = 'Ferries only.' WHERE id = 1")
+    assert {r["id"] for r in store.db["articles"].search("ferries")} == {1}
+    assert not list(store.db["articles"].search("cranes"))
