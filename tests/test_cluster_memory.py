@@ -144,3 +144,16 @@ def test_articles_stored_before_states_were_kept_are_read_again_from_their_text(
         cluster_of = dict(_clusters(store))
         same = {cluster_of[a] for a, (e, _) in zip(ids, stream, strict=False) if e == event}
         assert cluster_of[last_id] in same
+
+
+def test_a_wire_copy_after_a_restart_is_still_marked_a_copy(tmp_path: Path) -> None:
+    """The near-duplicate index is read back too: a syndicated copy arriving after a restart
+    is linked to its first copy, as it is when nothing stopped."""
+    _, original = _stream({"quake": 1})[0]
+    copy = Doc(2, f"UPDATE: {original.title}", original.text + " Additional reporting by our desk.",
+               original.published, "copy.example")
+    with Store.open(tmp_path / "m.db") as store:
+        (first,) = _ingest(store, build_clusterer(store, SMALL), [original])
+        (second,) = _ingest(store, build_clusterer(store, SMALL), [copy])
+        duplicate_of = store.db.execute("SELECT duplicate_of FROM articles WHERE id = ?", [second]).fetchone()[0]
+    assert duplicate_of == first

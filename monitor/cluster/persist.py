@@ -7,7 +7,7 @@ when a late report of its story arrives.
 
 A blob is a small JSON header (terms, keys, scalars) followed by the numbers as packed
 arrays (float64 weights, int32 hashed columns and float32 values of the split-check rows,
-uint64 MinHash values), in the order the header lists them.  Not pickle: a database file
+MinHash values in their own dtype), in the order the header lists them.  Not pickle: a database file
 must never be able to run code, and the format should outlive the classes that wrote it
 (``VERSION``).
 """
@@ -49,12 +49,14 @@ def encode_doc(state: DocState, signature: np.ndarray | None) -> bytes:
     header = {
         "root": state.root, "ts": state.ts, "raw": raw_terms, "keys": list(state.keys),
         "years": sorted(state.years), "lower": list(state.terms["lower"]), "cap": list(state.terms["cap"]),
-        "rows": sorted(state.rows) if state.rows is not None else None, "sig": signature is not None,
+        "rows": sorted(state.rows) if state.rows is not None else None,
+        # The LSH bands hash the values' bytes: they must come back in the dtype they had.
+        "sig": signature.dtype.str if signature is not None else None,
     }
     weights = b"".join(state.raw[sig][1].tobytes() for sig in raw_terms)
     rows = b"".join(state.rows[sig][0].astype(np.int32).tobytes() + state.rows[sig][1].astype(np.float32).tobytes()
                     for sig in header["rows"] or ())
-    sig = signature.astype(np.uint64).tobytes() if signature is not None else b""
+    sig = signature.tobytes() if signature is not None else b""
     return _pack(header, weights, rows, sig)
 
 
@@ -79,7 +81,7 @@ def decode_doc(blob: bytes, cluster_id: int) -> tuple[DocState, np.ndarray | Non
             cols = np.frombuffer(rest[at:at + n], np.int32).copy()
             rows[sig] = (cols, np.frombuffer(rest[at + n:at + 2 * n], np.float32).copy())
             at += 2 * n
-    signature = np.frombuffer(rest[at:], np.uint64).copy() if h["sig"] else None
+    signature = np.frombuffer(rest[at:], np.dtype(h["sig"])).copy() if h["sig"] else None
     terms = {table: raw[table][0] if table in raw else () for table in ("body", "ents", "nums")}
     terms["lower"] = tuple(map(sys.intern, h["lower"]))
     terms["cap"] = tuple(map(sys.intern, h["cap"]))
