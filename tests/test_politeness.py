@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import gzip
+import threading
 import time
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from pathlib import Path
 
 import brotli
 import httpx
 import pytest
 
+import monitor.fetch
 from monitor.fetch import HostLimiter, fetch_url, html_as_utf8, make_client
 from monitor.models import Fetched, FetchFailed
 from monitor.politeness import (
@@ -27,7 +30,8 @@ from monitor.politeness import (
 )
 from monitor.settings import FetchSettings
 from tests.conftest import LOOPBACK
-from tests.feedserver import FeedServer, Request, Response
+from tests.feedserver import FeedServer, Request, Response, Route
+from tests.helpers_daemon import config, good_feed, one_pass
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 POLICY = PollPolicy(max_interval=6 * 3600, max_backoff=86400, disable_after=7 * 86400)
@@ -157,7 +161,8 @@ def test_non_utf8_pages_are_decoded_with_their_charset(declare: str | None) -> N
     assert html_as_utf8(utf8) is utf8
 
 
-def test_crawl_delay_slows_every_request_to_that_host(server: FeedServer, client: httpx.Client) -> None:
+def test_crawl_delay_slows_every_request_to_that_host(server: FeedServer, client: httpx.Client,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     server.robots("User-agent: *\nCrawl-delay: 1\n")  # robotparser reads whole seconds only
     limiter = HostLimiter(4, 0)
     robots = RobotsCache(client, user_agent="newsmonitor/0.1", limiter=limiter)
@@ -168,8 +173,14 @@ def test_crawl_delay_slows_every_request_to_that_host(server: FeedServer, client
             starts.append(time.monotonic())
     gaps = [b - a for a, b in pairwise(starts)]
     assert gaps and all(gap >= 0.99 for gap in gaps), gaps
-    with limiter.slot("http://other.example/x"):  # other hosts are not held back
-        assert time.monotonic() - starts[-1] < 0.2
+    waits: list[float] = []
+    monkeypatch.setattr(monitor.fetch, "pause", waits.append)
+    with limiter.slot(server.url("/feed.xml")):
+        pass
+    assert len(waits) == 1 and 0 < waits[0] <= 1  # the same host waits out its delay...
+    with limiter.slot("http://other.example/x"):
+        pass
+    assert len(waits) == 1  # ... other hosts are not held back
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
@@ -197,3 +208,45 @@ def test_compressed_bodies_are_decoded_and_capped_after_decoding(server: FeedSer
     assert isinstance(bomb, FetchFailed) and bomb.reason == f"body larger than 1000000 bytes once decoded ({encoding})"
     assert encoding in seen[0].headers["accept-encoding"]
     assert seen[0].headers["user-agent"] == "newsmonitor-test/9 (+mailto:ops@example.org)"
+
+
+class _InFlight:
+    """Counts the requests a route is answering at once; each waits until ``cap`` are in flight (or a breach)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.now = 0
+        self.most = 0
+        self._changed = threading.Condition()
+
+    def hold(self, answer: Route) -> Route:
+        def route(request: Request) -> Response:
+            with self._changed:
+                self.now += 1
+                self.most = max(self.most, self.now)
+                self._changed.notify_all()
+                # Wait for a full set of ``cap`` (they always come: the feeds are due together), then a
+                # little longer so that a request beyond the cap, if the client sent one, is seen here.
+                self._changed.wait_for(lambda: self.now >= self.cap, timeout=10)
+                self._changed.wait_for(lambda: self.now > self.cap, timeout=0.2)
+            try:
+                return answer(request)
+            finally:
+                with self._changed:
+                    self.now -= 1
+                    self._changed.notify_all()
+        return route
+
+
+def test_at_most_per_host_requests_are_in_flight_to_one_host(tmp_path: Path, server: FeedServer) -> None:
+    """fetch.per_host: six feeds of one site due at once, eight workers, at most two requests at a time."""
+    for i in range(6):
+        good_feed(server, f"/feed-{i}.xml", f"desk {i}", count=1)
+    counter = _InFlight(cap=2)
+    for i in range(6):
+        server.set(f"/feed-{i}.xml", counter.hold(server.route_for(f"/feed-{i}.xml")))
+    feeds = [{"url": server.url(f"/feed-{i}.xml")} for i in range(6)]
+    path = config(tmp_path, feeds, fetch={"per_host": 2, "concurrency": 8, "respect_robots": False})
+    report = one_pass(path)
+    assert report.feeds_ok == 6 and report.feeds.added == 6
+    assert counter.most == 2  # the cap was reached, never passed
