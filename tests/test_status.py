@@ -139,3 +139,17 @@ def test_progress_bar_on_a_terminal_and_none_in_logs(tmp_path: Path, server: Fee
     assert piped.exit_code == 0, piped.output
     assert "[####" not in piped.stderr and "%" not in piped.stderr
     assert piped.stderr.count("event=feed.poll") == 12  # a log file gets one line per feed instead
+
+
+def test_a_feed_added_to_the_config_shows_in_status_before_any_poll(polled: Path, server: FeedServer,
+                                                                     tmp_path: Path) -> None:
+    feeds = [{"url": server.url(p), "name": p.strip("/").removesuffix(".xml"), "interval": 600}
+             for p in ("/good.xml", "/broken.xml", "/gone.xml", "/old.xml", "/added.xml")]
+    path = config(tmp_path, feeds, log_level="WARNING")
+    result = CliRunner().invoke(cli, ["--config", str(path), "status", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    added = {f["name"]: f for f in data["feeds"]}["added"]
+    assert added["url"] == server.url("/added.xml") and added["health"] == "never-polled"
+    assert data["feed_counts"]["never-polled"] == 1
+    assert server.hits["/added.xml"] == 0
