@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
 from monitor.cluster.features import case_usage, head
+from monitor.seeds import read_seed
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
@@ -33,7 +34,7 @@ def _light_clean(text: str) -> str:
 
 def _seed_docs(clean: bool) -> tuple[Doc, Doc]:
     if not (SEED_A.is_file() and SEED_B.is_file()):
-        pytest.skip("seed articles not present in /work/main/seeds")
+        pytest.skip(f"seed articles not present in {SEEDS}")
     texts = [p.read_text(encoding="utf-8") for p in (SEED_A, SEED_B)]
     if clean:
         texts = [_light_clean(t) for t in texts]
@@ -52,10 +53,9 @@ def _seed_docs(clean: bool) -> tuple[Doc, Doc]:
 
 def test_seed_articles_cluster_together_through_the_seed_reader() -> None:
     """As the daemon feeds them: the lead's seed reader cleans chrome and picks titles."""
-    seeds = pytest.importorskip("monitor.seeds")
     if not (SEED_A.is_file() and SEED_B.is_file()):
-        pytest.skip("seed articles not present in /work/main/seeds")
-    arts = [seeds.read_seed(p, max_bytes=10**6) for p in (SEED_A, SEED_B)]
+        pytest.skip(f"seed articles not present in {SEEDS}")
+    arts = [read_seed(p, max_bytes=10**6) for p in (SEED_A, SEED_B)]
     docs = [Doc(id=i, title=a.title, text=a.text, published=None, source=a.source)
             for i, a in enumerate(arts, start=1)]
     res = _run(Clusterer(ClusterParams()), docs)
@@ -304,3 +304,17 @@ def test_same_text_with_other_names_is_another_event() -> None:
     lenient = Clusterer(ClusterParams(entity_conflict_penalty=0.0))
     lenient.add(first, lenient.decide(first))
     assert not lenient.decide(other).is_new_cluster
+
+
+def test_evicted_docs_no_longer_count_in_document_frequencies() -> None:
+    """IDF is over the docs in memory: a doc that leaves it is uncounted, and a word only it used is dropped."""
+    c = Clusterer(ClusterParams(window_days=1, hot_docs=3))
+    docs = [Doc(id=i + 1, title=f"Bridge closure report {i}",
+                text=f"The harbour bridge stays closed while engineers inspect cable zq{i}x, officials said.",
+                published=DAY + timedelta(days=2 * i), source=f"s{i}") for i in range(8)]
+    _run(c, docs)
+    assert 0 < c.live_docs < len(docs)  # the early ones left memory
+    df = c.vocabulary.df["body"]
+    assert c.vocabulary.n_docs == c.live_docs
+    assert max(df.values()) == c.live_docs  # "bridge" is in every doc, counted once per doc in memory
+    assert "zq0x" not in df and f"zq{len(docs) - 1}x" in df
