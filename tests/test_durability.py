@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.errors import StoreError
 from monitor.lock import InstanceLock, running_pid
 from monitor.store import MIGRATIONS, Store
 from tests.feedserver import Entry, FeedServer, article_html, recent, story
@@ -142,7 +143,7 @@ def test_schema_migrations_are_rerunnable(tmp_path: Path) -> None:
 
 def test_the_lock_is_exclusive_within_and_across_processes(tmp_path: Path) -> None:
     db = tmp_path / "x.db"
-    with InstanceLock(db), pytest.raises(Exception, match=f"another newsmonitor is already running on {db}"):
+    with InstanceLock(db), pytest.raises(StoreError, match=f"another newsmonitor is already running on {db}"):
         InstanceLock(db).acquire()
     with InstanceLock(db):
         pass
