@@ -157,3 +157,38 @@ def test_a_wire_copy_after_a_restart_is_still_marked_a_copy(tmp_path: Path) -> N
         (second,) = _ingest(store, build_clusterer(store, SMALL), [copy])
         duplicate_of = store.db.execute("SELECT duplicate_of FROM articles WHERE id = ?", [second]).fetchone()[0]
     assert duplicate_of == first
+
+
+def _dated_ecb_day_batches() -> list[Article]:
+    """ECB+ topics 19-25 (ten wire copies among them) dated over a month, in daily batches,
+    each outlet's reports newest first: what a daemon polling once a day stores."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.cluster_eval import DEFAULT_DATA, load_ecb
+    from bench.stream_site import plan_reports
+
+    if not (DEFAULT_DATA / "ecb-plus" / "ECB+").is_dir():
+        pytest.skip(f"ECB+ data not present under {DEFAULT_DATA}")
+    reports = plan_reports(load_ecb(DEFAULT_DATA, [19, 20, 21, 22, 23, 24, 25]), outlets=10, days=30, seed=0)
+    reports.sort(key=lambda r: (r.published.date(), r.outlet, -r.published.timestamp()))
+    return [Article(url=f"https://o{r.outlet}.example{r.path}", title=r.item.title, text=r.item.text,
+                    source=f"o{r.outlet}.example", published=r.published, fetched_at=r.published,
+                    extraction="text-file") for r in reports]
+
+
+def test_a_daemon_restarted_every_day_decides_as_one_that_never_stopped(tmp_path: Path) -> None:
+    """Real reports, with copies among them: restarting before each day's batch (start-up
+    reads the kept state back) changes no cluster, no copy link and no score."""
+    articles = _dated_ecb_day_batches()
+    runs = []
+    for restart in (False, True):
+        with Store.open(tmp_path / f"restart-{restart}.db") as store:
+            clusterer, day = build_clusterer(store, ClusterParams()), None
+            for article in articles:
+                if restart and article.published.date() != day:
+                    clusterer, day = build_clusterer(store, ClusterParams()), article.published.date()
+                ingest_article(store, clusterer, article)
+            runs.append(_decisions(store))
+    assert sum(row[2] is not None for row in runs[0]) >= 5  # copies were linked
+    assert runs[1] == runs[0]
