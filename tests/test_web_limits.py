@@ -19,7 +19,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from monitor.web import datasette_command
-from tests.helpers_web import build_database, free_port, newsmonitor_serve
+from tests.helpers_web import build_database, free_port, newsmonitor_serve, stop
 
 FEED_TOKEN = "feedtoken-8c1f5e"
 HOOK_TOKEN = "hooktoken-77aa19c3d2"
@@ -94,12 +94,7 @@ def serving(config: Path) -> Iterator[Server]:
                     time.sleep(0.1)
             yield Server(process, client)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def assert_clean(text: str) -> None:
