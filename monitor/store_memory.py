@@ -45,6 +45,7 @@ class StoredMemory:
         db.conn.executemany("DELETE FROM cluster_states WHERE cluster_id = ?", [(cid,) for cid in changes.removed])
         db.conn.executemany("INSERT OR IGNORE INTO cluster_keys (key, day, cluster_id) VALUES (?, ?, ?)",
                             changes.keys)
+        db.conn.executemany("DELETE FROM cluster_docs WHERE article_id = ?", [(d,) for d in changes.evicted])
 
     def recall(self, hot_docs: int, window_days: float) -> Recall:
         """The last ``hot_docs`` articles to arrive and every article dated within

@@ -261,6 +261,8 @@ class Clusterer:
         for doc_id, gone in self.window.evict():
             self.vocabulary.forget(gone.terms)
             self.duplicates.remove(doc_id)
+            if self.memory is not None:
+                self._changes.evicted.append(doc_id)
 
     def _note_changes(self, doc_id: int, assignment: Assignment) -> None:
         """Encode what this ``add`` changed, if there is a store to write it: the doc's

@@ -59,6 +59,9 @@ class Changes:
     clusters: list[tuple[int, float, float, bytes]] = field(default_factory=list)  # id, first, last, state
     removed: list[int] = field(default_factory=list)  # clusters merged away
     keys: list[tuple[str, int, int]] = field(default_factory=list)  # (index key, day, cluster)
+    # Docs that left memory: start-up never reads their kept state again (it reads what memory
+    # would hold), so the store drops it and keeps only what memory can come back to.
+    evicted: list[int] = field(default_factory=list)
 
 
 class Memory(Protocol):
