@@ -25,7 +25,7 @@ from monitor import __version__
 from monitor.alerts import dry_run, parse_since, resolve_rule
 from monitor.errors import MonitorError
 from monitor.feedsfile import add_feeds, read_opml, write_opml
-from monitor.lock import InstanceLock
+from monitor.lock import InstanceLock, running_pid
 from monitor.logs import configure_logging
 from monitor.redact import redact, register_settings
 from monitor.settings import DEFAULT_CONFIG, FeedConfig, Settings, describe_validation_error, load_settings
@@ -217,7 +217,17 @@ def feeds_add(ctx: click.Context, url: str, name: str | None, tags: tuple[str, .
     feed = _validated_feed(url, name, tags, interval)
     added = add_feeds(settings.config_path, [feed])
     shown = redact(feed.url)
-    click.echo(f"added {shown}" if added else f"already configured: {shown}")
+    click.echo(f"added {shown}{_daemon_picks_up(settings)}" if added else f"already configured: {shown}")
+
+
+def _daemon_picks_up(settings: Settings) -> str:
+    """After a config edit: whether a running daemon applies it (it reloads on a change of the file)."""
+    pid = running_pid(settings.database)
+    if pid is None:
+        return "; no daemon is running (`newsmonitor run` starts one)"
+    who = f"the running daemon (pid {pid})" if pid > 0 else "the running daemon"
+    every = settings.schedule.config_check
+    return f"; {who} picks it up within {every:g} s" if every else f"; send {who} SIGHUP to apply it"
 
 
 def _validated_feed(url: str, name: str | None, tags: tuple[str, ...], interval: str | None = None) -> FeedConfig:
@@ -241,7 +251,8 @@ def feeds_import(ctx: click.Context, opml_file: Path) -> None:
     added = add_feeds(settings.config_path, candidates)
     for url in invalid:
         click.echo(f"skipped invalid URL: {redact(url)}", err=True)
-    click.echo(f"imported {len(added)} new feeds ({len(candidates) - len(added)} already configured)")
+    click.echo(f"imported {len(added)} new feeds ({len(candidates) - len(added)} already configured)"
+               f"{_daemon_picks_up(settings) if added else ''}")
 
 
 def _collect_feed(item: Any, candidates: list[FeedConfig], invalid: list[str]) -> None:

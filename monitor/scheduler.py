@@ -8,6 +8,15 @@ writer however many feeds are in flight. SIGTERM/SIGINT set ``stop``: the
 writer finishes the article in hand, commits, waits for running jobs (their
 requests in flight are cancelled within a second, :mod:`monitor.deadline`),
 applies what they completed and returns.
+
+Live reload: SIGHUP, or a change of the config file's mtime or size (checked
+every ``schedule.config_check`` seconds by a job), asks the writer to re-read
+the config between two results. An invalid config is logged and the old one
+kept; a valid one is synced to the store by the writer (still the only
+writer), feeds' jobs are added, removed or rescheduled, and the following
+passes use the new feeds, keywords, rules, channels and digest. Settings the
+daemon built its machinery from (database, fetch, cluster, schedule, logging)
+take effect after a restart.
 """
 
 from __future__ import annotations
@@ -15,8 +24,13 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -24,12 +38,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.alerts import run_alerts
 from monitor.cluster import Clusterer
+from monitor.errors import MonitorError
 from monitor.fetch import HostLimiter, make_client
 from monitor.ingest import build_clusterer
 from monitor.lock import InstanceLock
 from monitor.pipeline import FeedResult, apply_feed_result, apply_retention, ingest_seeds, make_robots, poll_feed
 from monitor.politeness import RobotsCache
-from monitor.settings import FeedConfig, Settings
+from monitor.redact import redact, register_settings
+from monitor.settings import FeedConfig, Settings, load_settings
 from monitor.store import Store, StoreReader, now_iso
 
 log = logging.getLogger(__name__)
@@ -39,6 +55,9 @@ ALERTS = "alerts"  # queued every ALERTS_INTERVAL s: the writer evaluates rules 
 ALERTS_INTERVAL = 60
 RETENTION = "retention"
 RETENTION_EVERY = 6 * 3600
+CONFIG_CHECK = "config-check"
+# What the daemon built its machinery from: a reload keeps the running values (a restart applies them).
+RESTART_ONLY = ("database", "fetch", "cluster", "schedule", "log_level", "log_format", "web")
 
 
 def _feed_job(feed: FeedConfig, settings: Settings, reader: StoreReader, limiter: HostLimiter,
@@ -61,28 +80,74 @@ def _first_run(next_due: str | None, start: datetime, jitter: float) -> datetime
     return due + timedelta(seconds=random.uniform(0, jitter))
 
 
+@dataclass
+class ConfigWatch:
+    """Asks the writer to reload the config: SIGHUP, or the file's (mtime, size) changed since the last look."""
+
+    path: Path | None
+    requested: bool = False  # a plain flag: a signal handler must not take a lock the writer may hold
+    stamp: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.stamp = self.look()
+
+    def look(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat() if self.path else None
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size) if stat else None
+
+    def check(self) -> None:
+        """The config-check job (a pool thread): only compares and flags; the writer reloads."""
+        stamp = self.look()
+        if stamp != self.stamp:
+            self.stamp = stamp
+            self.requested = True
+
+
+@dataclass
+class FeedJobs:
+    """What every feed's job shares; adds a feed's job, resuming at its stored next_due."""
+
+    settings: Settings
+    store: Store
+    results: queue.Queue
+    client: object
+    stop: threading.Event | None = None
+
+    def __post_init__(self) -> None:
+        self.reader = StoreReader(self.store.path)
+        self.limiter = HostLimiter(self.settings.fetch.per_host, self.settings.fetch.per_host_delay)
+        self.robots = make_robots(self.settings.fetch, self.client, self.limiter)
+
+    def add(self, scheduler: BackgroundScheduler, feed: FeedConfig, start: datetime) -> None:
+        state = self.store.feed_state(feed.url)
+        if state is not None and state.disabled:
+            log.warning("feed disabled, not scheduled (newsmonitor feeds enable URL)",
+                        extra={"event": "feed.skipped", "feed": state.name, "url": feed.url})
+            return
+        jitter = self.settings.schedule.jitter
+        scheduler.add_job(
+            _feed_job, IntervalTrigger(seconds=feed.interval, jitter=jitter, timezone=UTC),
+            args=[feed, self.settings, self.reader, self.limiter, self.client, self.results, self.robots, self.stop],
+            id=feed.url, name=feed.display_name, replace_existing=True,
+            next_run_time=_first_run(state.next_due if state else None, start, jitter),
+        )
+
+
 def build_scheduler(settings: Settings, store: Store, results: queue.Queue, client,
-                    stop: threading.Event | None = None) -> BackgroundScheduler:
+                    stop: threading.Event | None = None, *, feed_jobs: FeedJobs | None = None,
+                    watch: ConfigWatch | None = None) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(settings.fetch.concurrency)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         timezone=UTC,
     )
-    reader = StoreReader(store.path)
-    limiter = HostLimiter(settings.fetch.per_host, settings.fetch.per_host_delay)
-    robots = make_robots(settings.fetch, client, limiter)
+    feed_jobs = feed_jobs or FeedJobs(settings, store, results, client, stop)
     start = datetime.now(UTC)
     for feed in settings.feeds:
-        state = store.feed_state(feed.url)
-        if state is not None and state.disabled:
-            log.warning("feed disabled, not scheduled (newsmonitor feeds enable URL)",
-                        extra={"event": "feed.skipped", "feed": state.name, "url": feed.url})
-            continue
-        scheduler.add_job(
-            _feed_job, IntervalTrigger(seconds=feed.interval, jitter=settings.schedule.jitter, timezone=UTC),
-            args=[feed, settings, reader, limiter, client, results, robots, stop], id=feed.url, name=feed.display_name,
-            next_run_time=_first_run(state.next_due if state else None, start, settings.schedule.jitter),
-        )
+        feed_jobs.add(scheduler, feed, start)
     if settings.schedule.retention_days:
         scheduler.add_job(results.put, IntervalTrigger(seconds=RETENTION_EVERY, timezone=UTC), args=[RETENTION],
                           id=RETENTION, name=RETENTION, next_run_time=start)
@@ -92,7 +157,42 @@ def build_scheduler(settings: Settings, store: Store, results: queue.Queue, clie
     )
     scheduler.add_job(results.put, IntervalTrigger(seconds=ALERTS_INTERVAL, timezone=UTC), args=[ALERTS],
                       id=ALERTS, name=ALERTS, next_run_time=start)
+    if watch is not None and watch.path is not None and settings.schedule.config_check:
+        scheduler.add_job(watch.check, IntervalTrigger(seconds=settings.schedule.config_check, timezone=UTC),
+                          id=CONFIG_CHECK, name=CONFIG_CHECK)
     return scheduler
+
+
+def reload_settings(old: Settings, scheduler: BackgroundScheduler, store: Store, feed_jobs: FeedJobs,
+                    watch: ConfigWatch) -> Settings:
+    """The writer re-reads the config; returns the settings to use from now on (the old ones if invalid)."""
+    watch.stamp = watch.look()  # a change from here on is checked again
+    try:
+        new = load_settings(old.config_path) if old.config_path else old
+    except MonitorError as exc:
+        log.error("config reload failed, keeping the running config: %s", redact(str(exc)).replace("\n", " "),
+                  extra={"event": "config.invalid"})
+        return old
+    register_settings(new)  # new channel tokens and feed credentials are masked from now on
+    kept = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
+    new = new.model_copy(update={name: getattr(old, name) for name in RESTART_ONLY})
+    store.sync_feeds(new.feeds)
+    before, after = {f.url: f for f in old.feeds}, {f.url: f for f in new.feeds}
+    start = datetime.now(UTC)
+    for url in before.keys() - after.keys():
+        if scheduler.get_job(url) is not None:
+            scheduler.remove_job(url)
+    changed = [f for url, f in after.items() if before.get(url) != f]
+    for feed in changed:
+        feed_jobs.add(scheduler, feed, start)
+    added = len(after.keys() - before.keys())
+    log.info("config reloaded: %d feeds (%d added, %d removed, %d changed), %d alert rules, %d keywords",
+             len(new.feeds), added, len(before.keys() - after.keys()), len(changed) - added, len(new.alerts),
+             len(new.keywords), extra={"event": "config.reloaded"})
+    if kept:
+        log.warning("config reload: changes to %s take effect after a restart", ", ".join(kept),
+                    extra={"event": "config.restart_needed"})
+    return new
 
 
 def reschedule(scheduler: BackgroundScheduler, store: Store, feed: FeedConfig, jitter: float) -> None:
@@ -137,12 +237,17 @@ def _run_locked(settings: Settings, stop: threading.Event) -> None:
         store.sync_feeds(settings.feeds)
         clusterer = build_clusterer(store, settings.cluster)
         results: queue.Queue = queue.Queue()
-        with make_client(settings.fetch) as client:
-            scheduler = build_scheduler(settings, store, results, client, stop)
+        watch = ConfigWatch(settings.config_path)
+        with make_client(settings.fetch) as client, _reload_on_sighup(watch):
+            feed_jobs = FeedJobs(settings, store, results, client, stop)
+            scheduler = build_scheduler(settings, store, results, client, stop, feed_jobs=feed_jobs, watch=watch)
             scheduler.start()
             log.info("daemon started: %d feeds, database %s", len(settings.feeds), settings.database)
             try:
                 while not stop.is_set():
+                    if watch.requested:
+                        watch.requested = False
+                        settings = reload_settings(settings, scheduler, store, feed_jobs, watch)
                     try:
                         item = results.get(timeout=0.2)
                     except queue.Empty:
@@ -153,6 +258,19 @@ def _run_locked(settings: Settings, stop: threading.Event) -> None:
             finally:
                 scheduler.shutdown(wait=True)
                 _drain(results, settings, store, clusterer)
+
+
+@contextmanager
+def _reload_on_sighup(watch: ConfigWatch) -> Iterator[None]:
+    """SIGHUP flags a reload (only the main thread may set handlers; a daemon in a thread has none)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGHUP"):
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, lambda *_: setattr(watch, "requested", True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _drain(results: queue.Queue, settings: Settings, store: Store, clusterer: Clusterer) -> None:

@@ -130,13 +130,15 @@ class ScheduleSettings(_Frozen):
     max_interval: float = Field(21600, description="Longest poll interval that adaptive scheduling may reach.")
     disable_after: float | None = Field(604800, description="Disable a feed failing this long; null: never.")
     retention_days: int | None = Field(None, ge=1, description="Drop article text older than this; null: keep.")
+    config_check: float | None = Field(5, gt=0, description="Seconds between the daemon's checks of the config "
+                                                           "file for changes (reloaded live); null: SIGHUP only.")
 
     @field_validator("seeds_interval", "max_backoff", "max_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
 
-    @field_validator("disable_after", mode="before")
+    @field_validator("disable_after", "config_check", mode="before")
     @classmethod
     def _optional_duration(cls, value: Any) -> float | None:
         return None if value is None else parse_duration(value)
