@@ -187,12 +187,7 @@ class ClockedTransport(GuardedTransport):
     """The address-policy transport, its connections clocked, each request's clock started at its first hop."""
 
     def __init__(self, policy: AddressPolicy, *, limits: httpx.Limits, deadline: float | None) -> None:
-        super().__init__(policy, limits=limits)
-        backend = getattr(self._pool, "_network_backend", None)
-        if not isinstance(backend, httpcore.NetworkBackend):
-            raise RuntimeError("this httpcore version builds its pool differently; fetch.deadline needs "
-                               "monitor/deadline.py updated")
-        self._pool._network_backend = ClockedBackend(backend)
+        super().__init__(policy, limits=limits, wrap=ClockedBackend)
         self._deadline = deadline
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

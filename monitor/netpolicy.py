@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,7 +227,9 @@ class GuardedTransport(httpx.HTTPTransport):
     resolve the target themselves, past the policy.
     """
 
-    def __init__(self, policy: AddressPolicy, *, limits: httpx.Limits) -> None:
+    def __init__(self, policy: AddressPolicy, *, limits: httpx.Limits,
+                 wrap: Callable[[httpcore.NetworkBackend], httpcore.NetworkBackend] | None = None) -> None:
+        """``wrap`` layers another backend over the guarded one (``monitor.deadline`` clocks its sockets)."""
         ssl_context = httpx.create_ssl_context()
         super().__init__(verify=ssl_context, limits=limits)
         if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
@@ -236,5 +238,5 @@ class GuardedTransport(httpx.HTTPTransport):
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context, max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(policy))
+            network_backend=wrap(GuardedBackend(policy)) if wrap else GuardedBackend(policy))
 
