@@ -21,7 +21,7 @@ from lxml.etree import ParserError
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 from monitor.dedup import same_outlet
-from monitor.models import Article, FeedEntry, Fetched, Skipped
+from monitor.models import Article, FeedEntry, Skipped
 
 MIN_TEXT_CHARS = 80
 MAX_TITLE_CHARS = 200
@@ -195,15 +195,14 @@ def html_fragment_to_text(fragment: str) -> str:
 
 
 def article_from_entry(
-    entry: FeedEntry, page: Fetched | None, *, feed_id: int | None, feed_name: str, fetched_at: datetime,
-    extracted: Article | Skipped | None = None, feed_url: str | None = None,
+    entry: FeedEntry, extracted: Article | Skipped | None, *, feed_id: int | None, feed_name: str,
+    fetched_at: datetime, feed_url: str | None = None,
 ) -> Article | Skipped:
-    """The entry's page through trafilatura; failing that, the entry's own content or summary.
+    """The entry's page as :func:`article_from_html` extracted it (entries sharing one link share one
+    extraction); failing that, the entry's own content or summary.
 
     The fallback is recorded in ``extraction`` so a feed whose pages never
     extract is visible. An entry without link or title is still stored from what it has.
-    ``extracted``: the page already through :func:`article_from_html` (entries
-    sharing one link share one extraction), instead of ``page``.
     ``feed_url``: where the feed was served from (after redirects). Text from the feed itself belongs
     to the feed's outlet: an entry linking to another outlet is stored under the feed's host.
     """
@@ -211,8 +210,6 @@ def article_from_entry(
     source, note = (source_of(link) if link else feed_name), ""
     if link and feed_url and feed_url.startswith(("http://", "https://")) and not same_outlet(link, feed_url):
         source, note = source_of(feed_url), " (link on another outlet: the feed's outlet kept)"
-    if page is not None:
-        extracted = article_from_html(page.content, url=page.final_url, fetched_at=fetched_at)
     if isinstance(extracted, Article):
         return _with_entry_fields(extracted, entry, link, feed_id)
     for kind, fragment in (("feed-content", entry.content), ("feed-summary", entry.summary)):

@@ -212,9 +212,8 @@ def _entry_articles(parsed: ParsedFeed, state: FeedState, *, pages: _PollPages, 
         if page is None:
             deferred += 1
             continue
-        made.append((index, article_from_entry(entry, None, feed_id=state.id, feed_name=state.name,
-                                               fetched_at=datetime.now(UTC), extracted=page.extracted,
-                                               feed_url=feed_url)))
+        made.append((index, article_from_entry(entry, page.extracted, feed_id=state.id, feed_name=state.name,
+                                               fetched_at=datetime.now(UTC), feed_url=feed_url)))
     return [article for _, article in sorted(made, key=lambda pair: pair[0])], deferred
 
 
