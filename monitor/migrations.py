@@ -164,7 +164,58 @@ def _migration_9_fts_on_text_only(db: sqlite_utils.Database) -> None:
 END""")
 
 
+_FTS_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS articles_ai AFTER INSERT ON articles BEGIN
+  INSERT INTO articles_fts (rowid, title, text) VALUES (new.rowid, new.title, new.text);
+END""",
+    """CREATE TRIGGER IF NOT EXISTS articles_ad AFTER DELETE ON articles BEGIN
+  INSERT INTO articles_fts (articles_fts, rowid, title, text) VALUES('delete', old.rowid, old.title, old.text);
+END""",
+    """CREATE TRIGGER IF NOT EXISTS articles_au AFTER UPDATE OF title, text ON articles BEGIN
+  INSERT INTO articles_fts (articles_fts, rowid, title, text) VALUES('delete', old.rowid, old.title, old.text);
+  INSERT INTO articles_fts (rowid, title, text) VALUES (new.rowid, new.title, new.text);
+END""",
+)
+
+
+def _migration_10_web_orders(db: sqlite_utils.Database) -> None:
+    """Indexes for what the web pages filter and order by (``monitor.store_views``): live stories by
+    latest activity and by size, and a story's articles found by language or by feed."""
+    # merged_into first (live stories are "merged_into IS NULL"), so the filter and the order are one index.
+    db.execute("CREATE INDEX IF NOT EXISTS idx_clusters_live_last_seen ON clusters(merged_into, last_seen, id)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_clusters_live_size ON clusters(merged_into, sources, size, last_seen)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_articles_language_cluster ON articles(language, cluster_id)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_articles_feed_cluster ON articles(feed_id, cluster_id)")
+
+
+def _migration_11_fts_whole_words(db: sqlite_utils.Database) -> None:
+    """The full-text index holds whole words (``unicode61``, accents kept), not Porter stems, so the
+    web search answers the alert query language exactly (``monitor.query``: "ICE" is not "iced").
+
+    One transaction: a crash leaves the old index or the new one, never none.
+    """
+    tokenize = db.execute("SELECT sql FROM sqlite_master WHERE name = 'articles_fts'").fetchone()
+    if tokenize and "unicode61" in tokenize[0]:
+        return
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for trigger in ("articles_ai", "articles_ad", "articles_au"):
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        conn.execute("DROP TABLE IF EXISTS articles_fts")
+        # Written as sqlite-utils and Datasette look for it (``content="articles"``), so both find the index.
+        conn.execute("""CREATE VIRTUAL TABLE "articles_fts" USING FTS5 ("title", "text", """
+                     """tokenize='unicode61 remove_diacritics 0', content="articles")""")
+        conn.execute("INSERT INTO articles_fts (articles_fts) VALUES ('rebuild')")
+        for trigger in _FTS_TRIGGERS:
+            conn.execute(trigger)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1_initial, _migration_2_alerts, _migration_3_feed_health, _migration_4_split_from,
     _migration_5_merges, _migration_6_rescored, _migration_7_clusterer_memory, _migration_8_outlet_identity,
-    _migration_9_fts_on_text_only)
+    _migration_9_fts_on_text_only, _migration_10_web_orders, _migration_11_fts_whole_words)

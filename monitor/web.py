@@ -14,10 +14,6 @@ file never changes, which is wrong for a database the daemon is filling.
 from __future__ import annotations
 
 import copy
-import json
-import sqlite3
-from collections import Counter
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +21,10 @@ from ruamel.yaml import YAML
 
 from monitor.errors import StoreError
 from monitor.settings import WebSettings
+from monitor.store_views import cluster_view, display_time, offset_text  # re-exported: the pages' data
+
+__all__ = ["cluster_view", "datasette_command", "datasette_settings", "display_time", "load_metadata",
+           "offset_text", "plugin_config", "serve"]
 
 DATASETTE_DIR = Path(__file__).resolve().parent / "datasette"
 METADATA_FILE = DATASETTE_DIR / "metadata.yml"
@@ -32,8 +32,11 @@ TEMPLATES_DIR = DATASETTE_DIR / "templates"
 PLUGINS_DIR = DATASETTE_DIR / "plugins"
 #: The database key used in metadata.yml: the stem of the shipped ``data/monitor.db``.
 METADATA_DB_NAME = "monitor"
-#: Datasette settings for ``serve``: article texts are long, so table cells are cut short.
-SETTINGS = {"truncate_cells_html": 300, "sql_time_limit_ms": 3000}
+#: Datasette settings for ``serve``: article texts are long, so table cells are cut short; facet
+#: suggestions are off (each one scans a whole table: 1.7 s of a 2.2 s articles page at 50,000 articles)
+#: and a requested facet gets at most 200 ms.
+SETTINGS = {"truncate_cells_html": 300, "sql_time_limit_ms": 3000, "suggest_facets": False,
+            "facet_time_limit_ms": 200}
 #: The plugin's name in Datasette's metadata ``plugins`` block (the module's name in plugins/).
 PLUGIN_NAME = "newsmonitor_web"
 
@@ -119,103 +122,3 @@ def _run_sync(coroutine_function: Any) -> None:
     import asyncio
 
     asyncio.run(coroutine_function())
-
-
-# -- the cluster page's data (plain sqlite3, so it is testable and usable without Datasette) -----------
-
-_CLUSTER_SQL = ("SELECT id, title, first_seen, last_seen, size, articles, sources, keywords, updated_at, "
-                "merged_into FROM clusters WHERE id = ?")
-_ARTICLES_SQL = """
-SELECT a.id, a.url, a.title, substr(a.text, 1, 420) AS excerpt, length(a.text) AS text_length,
-       coalesce(f.name, a.source) AS outlet, a.feed_id, a.published, a.fetched_at,
-       coalesce(a.published, a.fetched_at) AS time, a.language, a.duplicate_of, a.duplicate_similarity,
-       a.cluster_score, a.cluster_terms, a.author, a.split_from, a.merged_from, a.rescored_at
-FROM articles a LEFT JOIN feeds f ON f.id = a.feed_id
-WHERE a.cluster_id = ?
-ORDER BY time, a.id
-"""
-
-
-def _rows(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cursor = conn.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _json_list(value: str | None) -> list[str]:
-    try:
-        parsed = json.loads(value or "[]")
-    except ValueError:
-        return []
-    return [str(item) for item in parsed] if isinstance(parsed, list) else []
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
-def display_time(value: str | None) -> str:
-    """``2024-05-01T08:30:00+00:00`` -> ``2024-05-01 08:30 UTC`` (times are stored in UTC)."""
-    parsed = _parse_time(value)
-    return parsed.strftime("%Y-%m-%d %H:%M UTC") if parsed else (value or "")
-
-
-def offset_text(start: datetime | None, when: datetime | None) -> str:
-    """How long after the first report an article appeared: ``+2h 05m``, ``+3d 4h``, or ``first``."""
-    if start is None or when is None:
-        return ""
-    minutes = int((when - start).total_seconds() // 60)
-    if minutes <= 0:
-        return "+0m"
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"+{days}d {hours}h"
-    return f"+{hours}h {mins:02d}m" if hours else f"+{mins}m"
-
-
-def cluster_view(conn: sqlite3.Connection, cluster_id: int) -> dict[str, Any] | None:
-    """Everything the cluster page shows, or None if there is no such cluster.
-
-    The timeline is the cluster's articles in publication order; the first one
-    is "first report". ``shared_terms`` counts, per term, how many articles were
-    attached to the story because of it (``articles.cluster_terms``): that is
-    the answer to "why are these one story".
-    """
-    clusters = _rows(conn, _CLUSTER_SQL, [cluster_id])
-    if not clusters:
-        return None
-    cluster = clusters[0]
-    cluster["keywords"] = _json_list(cluster["keywords"])
-    articles = _rows(conn, _ARTICLES_SQL, [cluster_id])
-    by_id = {a["id"]: a for a in articles}
-    start = _parse_time(articles[0]["time"]) if articles else None
-    terms: Counter[str] = Counter()
-    for position, article in enumerate(articles):
-        article["terms"] = _json_list(article.pop("cluster_terms"))
-        terms.update(article["terms"])
-        article["first"] = position == 0
-        article["time_display"] = display_time(article["time"])
-        article["offset"] = "first report" if position == 0 else offset_text(start, _parse_time(article["time"]))
-        original = by_id.get(article["duplicate_of"])
-        article["duplicate_of_title"] = original["title"] if original else None
-        article["duplicate_of_outlet"] = original["outlet"] if original else None
-        article["copies"] = [a["id"] for a in articles if a["duplicate_of"] == article["id"]]
-    outlets: dict[str, dict[str, Any]] = {}
-    for article in articles:
-        entry = outlets.setdefault(article["outlet"], {"outlet": article["outlet"], "first_time":
-                                                       article["time_display"], "articles": 0})
-        entry["articles"] += 1
-    return {
-        "cluster": cluster,
-        "first_seen_display": display_time(cluster["first_seen"]),
-        "last_seen_display": display_time(cluster["last_seen"]),
-        "articles": articles,
-        "first_report": articles[0] if articles else None,
-        "outlets": list(outlets.values()),
-        "shared_terms": [{"term": t, "articles": n} for t, n in sorted(terms.items(), key=lambda kv: (-kv[1], kv[0]))],
-        "duplicates": [a for a in articles if a["duplicate_of"] is not None],
-    }

@@ -92,7 +92,8 @@ def test_latest_clusters_query(server: httpx.Client) -> None:
     assert cluster["size"] == 2  # the wire copy is a duplicate, counted once
     assert cluster["outlets"] == 3
     assert cluster["outlet_names"] == ", ".join(sorted([FIRST_SEED, SECOND_SEED, WIRE_COPY]))
-    assert json.loads(cluster["tracked_keywords"]) == ["border patrol"]
+    assert cluster["tracked_keywords"] == "border patrol"
+    assert cluster["last_seen"][10] == " " and len(cluster["last_seen"]) == 16  # readable, UTC, to the minute
     assert f'<a href="/-/cluster/{cluster["cluster"]}">#{cluster["cluster"]}</a>' in server.get(
         f"/{DB}/latest_clusters").text
 

@@ -1,13 +1,19 @@
-"""Datasette plugin for newsmonitor: the cluster page, cluster links, and the alerts query.
+"""Datasette plugin for newsmonitor: the newsroom pages, cluster links, and the alerts query.
 
 Loaded with ``--plugins-dir monitor/datasette/plugins`` (``newsmonitor serve`` does this).
-The page's data comes from :func:`monitor.web.cluster_view`, plain SQL over Datasette's
-read-only connection; this module only wires it into Datasette.
+The pages' data comes from :mod:`monitor.store_views`, plain SQL over Datasette's read-only
+connection; this module only wires it into Datasette (``register_routes``) and its templates.
 
-- ``/-/cluster/<id>`` (and ``.json``): one story, readable; ``?db=`` picks the database
-  when several are served, otherwise the first one with a ``clusters`` table.
+- ``/``: the story list (filters, the alert-language search, paging); Datasette's own index of
+  databases and tables is one click away (``/<database>``), and ``/.json`` still answers.
+- ``/-/alerts``: the alerts inbox; ``/-/feeds``: feed health, failing feeds first.
+- ``/-/cluster/<id>`` (and ``.json``): one story, readable; ``/-/cluster/<id>/articles.csv`` and
+  ``.json`` export its articles. ``?db=`` picks the database when several are served, otherwise
+  the first one with a ``clusters`` table.
+- Every page's header links the story list, the inbox, feed health and the tables
+  (``extra_template_vars`` gives the templates those links).
 - Cells: a ``cluster`` column in a query, a ``cluster_id`` foreign key and ``clusters.title``
-  link to that page instead of to the raw row.
+  link to the story page instead of to the raw row.
 - The ``alerts`` canned query exists only while the database has an ``alerts`` table, so
   the same metadata serves databases made before and after alerts were added.
 - Secrets are masked (:mod:`monitor.redact`): a feed URL's password or token in any cell of an
@@ -19,15 +25,21 @@ read-only connection; this module only wires it into Datasette.
 
 from __future__ import annotations
 
+import csv
+import io
 import sqlite3
 import weakref
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import markupsafe
 from datasette import hookimpl
 from datasette.utils.asgi import NotFound, Response
 
+from monitor import store_views
 from monitor.redact import redact
+from monitor.store_views import ALERT_STATES, PERIODS, SORTS, StoryFilters
 from monitor.web import PLUGIN_NAME, cluster_view, plugin_config
 
 _DEFAULTS = plugin_config()
@@ -66,27 +78,176 @@ def cluster_url(datasette: Any, cluster_id: int) -> str:
     return datasette.urls.path(f"/-/cluster/{int(cluster_id)}")
 
 
-async def cluster_page(datasette: Any, request: Any) -> Response:
-    cluster_id = int(request.url_vars["cluster_id"])
-    if cluster_id > _MAX_ROWID:  # no row can have it, and SQLite cannot even bind it
-        raise NotFound(f"No cluster #{cluster_id}")
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _args(request: Any) -> dict[str, str]:
+    return {key: request.args.get(key) for key in request.args}
+
+
+def _without_empty(request: Any) -> Response | None:
+    """A GET form sends every field, most of them empty: redirect to the short, shareable URL."""
+    args = _args(request)
+    if not any(value == "" for value in args.values()):
+        return None
+    kept = {key: value for key, value in args.items() if value != ""}
+    return Response.redirect(request.path + ("?" + urlencode(kept) if kept else ""))
+
+
+async def _render(datasette: Any, request: Any, template: str, context: dict[str, Any]) -> Response:
+    return Response.html(await datasette.render_template(template, context, request=request))
+
+
+def _page_number(request: Any) -> int:
+    raw = request.args.get("page") or "1"
+    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 1_000_000 else 1
+
+
+async def front_page(datasette: Any, request: Any) -> Response:
+    """The story list: the latest and biggest stories, filtered, searched, paged."""
+    if redirect := _without_empty(request):
+        return redirect
     db = await _cluster_database(datasette, request.args.get("db"))
-    view = await db.execute_fn(lambda conn: cluster_view(conn, cluster_id))
+    filters, problems = StoryFilters.from_args(_args(request))
+    now = _now()
+
+    def read(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        return store_views.story_page(conn, filters, now=now), store_views.filter_choices(conn)
+
+    data, choices = await db.execute_fn(read)
+    pages = [{"number": n, "url": datasette.urls.path(filters.url(page=n)), "current": n == filters.page}
+             for n in _page_window(filters.page, data["pages"])]
+    return await _render(datasette, request, "stories.html", {
+        "filters": filters, "problems": problems, "data": data, "choices": choices, "periods": PERIODS,
+        "sorts": SORTS, "pages": pages, "database": db.name, "now_display": store_views.display_time(
+            now.isoformat(timespec="seconds")),
+        "previous_url": datasette.urls.path(filters.url(page=filters.page - 1)) if filters.page > 1 else None,
+        "next_url": datasette.urls.path(filters.url(page=filters.page + 1)) if filters.page < data["pages"] else None,
+        "clear_url": datasette.urls.path("/"),
+        "story_url": lambda story_id: cluster_url(datasette, story_id),
+        "filter_url": lambda **changes: datasette.urls.path(filters.url(**changes)),
+    })
+
+
+def _page_window(current: int, last: int) -> list[int]:
+    """Page numbers to link: the first, the last, and two either side of the current one."""
+    return sorted({1, last, *range(max(1, current - 2), min(last, current + 2) + 1)})
+
+
+async def alerts_page(datasette: Any, request: Any) -> Response:
+    if redirect := _without_empty(request):
+        return redirect
+    db = await _cluster_database(datasette, request.args.get("db"))
+    state = request.args.get("state") or ""
+    state = state if state in ALERT_STATES else ""
+    rule = (request.args.get("rule") or "").strip()
+    page = _page_number(request)
+    now = _now()
+    data = await db.execute_fn(lambda conn: store_views.alerts_page(conn, state=state, rule=rule, page=page,
+                                                                    now=now))
+
+    def url(**changes: Any) -> str:
+        args = {"state": state, "rule": rule, "page": page if "page" in changes else 1} | changes
+        kept = {k: v for k, v in args.items() if v and not (k == "page" and v == 1)}
+        return datasette.urls.path("/-/alerts") + ("?" + urlencode(kept) if kept else "")
+
+    return await _render(datasette, request, "alerts_inbox.html", {
+        "data": data, "state": state, "rule": rule, "page": page, "states": ALERT_STATES, "url": url,
+        "story_url": lambda story_id: cluster_url(datasette, story_id), "database": db.name,
+        "table_url": datasette.urls.table(db.name, "alerts")})
+
+
+async def feeds_page(datasette: Any, request: Any) -> Response:
+    db = await _cluster_database(datasette, request.args.get("db"))
+    now = _now()
+    data = await db.execute_fn(lambda conn: store_views.feed_health(conn, now=now))
+    for feed in data["feeds"]:  # a feed URL's password or token is never shown
+        for key in ("url", "url_effective", "last_error"):
+            if isinstance(feed.get(key), str):
+                feed[key] = redact(feed[key])
+    return await _render(datasette, request, "feed_health.html", {
+        "data": data, "database": db.name, "table_url": datasette.urls.table(db.name, "feeds"),
+        "filter_url": lambda feed: datasette.urls.path(StoryFilters(feed=feed).url())})
+
+
+async def cluster_page(datasette: Any, request: Any) -> Response:
+    cluster_id = _cluster_id(request)
+    db = await _cluster_database(datasette, request.args.get("db"))
+    view = await db.execute_fn(lambda conn: cluster_view(conn, cluster_id, now=_now()))
     if view is None:
         raise NotFound(f"No cluster #{cluster_id}")
     if request.url_vars.get("as_json"):
         return Response.json(view, default=str)
+    path = cluster_url(datasette, cluster_id)
     view.update(database=db.name, database_url=datasette.urls.database(db.name),
                 table_url=datasette.urls.table(db.name, "articles") + f"?cluster_id={cluster_id}",
                 query_url=datasette.urls.database(db.name) + f"/cluster_articles?cluster_id={cluster_id}",
-                json_url=cluster_url(datasette, cluster_id) + ".json")
-    html = await datasette.render_template("cluster.html", view, request=request)
-    return Response.html(html)
+                json_url=path + ".json", csv_export_url=path + "/articles.csv",
+                json_export_url=path + "/articles.json", permalink=datasette.absolute_url(request, path),
+                rule_url=lambda rule: datasette.urls.path(StoryFilters(rule=rule).url()))
+    return await _render(datasette, request, "cluster.html", view)
+
+
+def _cluster_id(request: Any) -> int:
+    cluster_id = int(request.url_vars["cluster_id"])
+    if cluster_id > _MAX_ROWID:  # no row can have it, and SQLite cannot even bind it
+        raise NotFound(f"No cluster #{cluster_id}")
+    return cluster_id
+
+
+async def cluster_export(datasette: Any, request: Any) -> Response:
+    """A story's articles as CSV or JSON, one row each in time order (a download)."""
+    cluster_id = _cluster_id(request)
+    db = await _cluster_database(datasette, request.args.get("db"))
+
+    def read(conn: sqlite3.Connection) -> list[dict[str, Any]] | None:
+        if conn.execute("SELECT 1 FROM clusters WHERE id = ?", [cluster_id]).fetchone() is None:
+            return None
+        return store_views.story_articles(conn, cluster_id)
+
+    articles = await db.execute_fn(read)
+    if articles is None:
+        raise NotFound(f"No cluster #{cluster_id}")
+    name = f"story-{cluster_id}-articles"
+    if request.url_vars["format"] == "json":
+        response = Response.json({"story": cluster_id, "articles": articles}, default=str)
+        response.headers["content-disposition"] = f'attachment; filename="{name}.json"'
+        return response
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=store_views.EXPORT_COLUMNS)
+    writer.writeheader()
+    writer.writerows(articles)
+    return Response(buffer.getvalue(), content_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="{name}.csv"'})
 
 
 @hookimpl
 def register_routes(datasette: Any) -> list[tuple[str, Any]]:
-    return [(r"^/-/cluster/(?P<cluster_id>\d+)(?P<as_json>\.json)?$", cluster_page)]
+    return [
+        (r"^/$", front_page),
+        (r"^/-/alerts$", alerts_page),
+        (r"^/-/feeds$", feeds_page),
+        (r"^/-/cluster/(?P<cluster_id>\d+)(?P<as_json>\.json)?$", cluster_page),
+        (r"^/-/cluster/(?P<cluster_id>\d+)/articles\.(?P<format>csv|json)$", cluster_export),
+    ]
+
+
+@hookimpl
+def extra_template_vars(datasette: Any, request: Any) -> dict[str, Any]:
+    """The header's links on every page: stories, alerts, feeds, and the tables (the first newsmonitor database)."""
+    async def inner() -> dict[str, Any]:
+        tables = datasette.urls.instance()
+        for name in datasette.databases:
+            if name != "_internal" and await _is_newsmonitor_db(datasette, name):
+                tables = datasette.urls.database(name)
+                break
+        current = request.path if request is not None else ""
+        links = [("Stories", datasette.urls.path("/")), ("Alerts", datasette.urls.path("/-/alerts")),
+                 ("Feeds", datasette.urls.path("/-/feeds")), ("Tables & SQL", tables)]
+        return {"nm_links": [{"label": label, "href": href, "current": href == current} for label, href in links]}
+
+    return inner()
 
 
 def _link(href: str, text: str, extra: str = "") -> markupsafe.Markup:
