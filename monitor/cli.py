@@ -23,8 +23,10 @@ from pydantic import ValidationError
 
 from monitor import __version__
 from monitor.alerts import dry_run, parse_since, resolve_rule
-from monitor.errors import MonitorError
-from monitor.feedsfile import add_feeds, read_opml, write_opml
+from monitor.control import Applied, FeedRow, ask_enable, feed_rows, reload_daemon
+from monitor.errors import MonitorError, StoreError
+from monitor.feedsfile import OpmlFeed, add_feeds, find_feed, read_opml, remove_feed, set_feed_option, write_opml
+from monitor.intervals import PollInterval, poll_interval
 from monitor.lock import InstanceLock, running_pid
 from monitor.logs import configure_logging
 from monitor.redact import redact, register_settings
@@ -166,7 +168,7 @@ def _run_once(ctx: click.Context, settings: Settings, stop: threading.Event, *, 
 
 @cli.group()
 def feeds() -> None:
-    """List, add, import and export feeds (the YAML config is the source of truth)."""
+    """List, add, remove, disable, enable, import and export feeds (the YAML config is the source of truth)."""
 
 
 @feeds.command("list")
@@ -174,34 +176,25 @@ def feeds() -> None:
 @click.pass_context
 @_fail_cleanly
 def feeds_list(ctx: click.Context, as_json: bool) -> None:
-    """The configured feeds with their last poll's outcome."""
+    """The configured feeds: last poll's outcome, and how often each is polled and why."""
     settings = _settings(ctx)
+    configured = {feed.url: feed for feed in settings.feeds}
     with Store.open(settings.database) as store:
         store.sync_feeds(settings.feeds)
-        rows = [{k: redact(v) for k, v in r.items()} for r in store.feeds() if r["in_config"]]
+        rows = [{k: redact(v) for k, v in r.items()} | {"tags": json.loads(r["tags"] or "[]")}
+                | poll_interval(configured[r["url"]], settings.schedule, r["poll_interval"]).as_dict()
+                for r in store.feeds() if r["in_config"]]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    if not rows:
+        click.echo("no feeds configured: add one with `newsmonitor feeds add URL`")
     for row in rows:
         status = row["last_status"] or "never polled"
         errors = f", {row['consecutive_errors']} errors in a row" if row["consecutive_errors"] else ""
         moved = f", moved to {row['url_effective']}" if row.get("url_effective") else ""
         disabled = f", DISABLED: {row['disabled_reason']}" if row.get("disabled") else ""
-        click.echo(f"{row['name']}\t{row['url']}\t{status}{errors}{moved}{disabled}")
-
-
-@feeds.command("enable")
-@click.argument("url")
-@click.pass_context
-@_fail_cleanly
-def feeds_enable(ctx: click.Context, url: str) -> None:
-    """Re-enable a feed that was disabled (410 Gone, or failing too long); a running daemon needs a restart."""
-    settings = _settings(ctx)
-    with Store.open(settings.database) as store:
-        found = store.enable_feed(url)
-    if not found:
-        raise click.ClickException(f"no such feed in the database: {redact(url)}")
-    click.echo(f"enabled {redact(url)}")
+        click.echo(f"{row['name']}\t{row['url']}\t{status}{errors}{moved}{disabled}\t{row['every_text']}")
 
 
 @feeds.command("add")
@@ -209,30 +202,90 @@ def feeds_enable(ctx: click.Context, url: str) -> None:
 @click.option("--name", help="Display name (default: the host).")
 @click.option("--tag", "tags", multiple=True, help="A tag; repeat for several.")
 @click.option("--interval", help="Time between polls: seconds, or '15m', '2h' (default: 30m).")
+@click.option("--adaptive/--fixed", default=None,
+              help="Let server hints and quiet spells lengthen the interval, or not (default: schedule.adaptive).")
 @click.pass_context
 @_fail_cleanly
-def feeds_add(ctx: click.Context, url: str, name: str | None, tags: tuple[str, ...], interval: str | None) -> None:
-    """Add a feed to the config file (its comments are kept)."""
+def feeds_add(ctx: click.Context, url: str, name: str | None, tags: tuple[str, ...], interval: str | None,
+              adaptive: bool | None) -> None:
+    """Add a feed to the config file; every other line of it stays as it was."""
     settings = _settings(ctx)
-    feed = _validated_feed(url, name, tags, interval)
-    added = add_feeds(settings.config_path, [feed])
+    feed = _validated_feed(url, name=name, tags=tags, adaptive=adaptive,
+                           **({"interval": interval} if interval else {}))
     shown = redact(feed.url)
-    click.echo(f"added {shown}{_daemon_picks_up(settings)}" if added else f"already configured: {shown}")
+    if not add_feeds(settings.config_path, [feed]):
+        click.echo(f"already configured: {shown}")
+        return
+    click.echo(f"added {shown}; {_reloaded(settings, [feed.url], lambda row: row is not None and row[0])}")
 
 
-def _daemon_picks_up(settings: Settings) -> str:
-    """After a config edit: whether a running daemon applies it (it reloads on a change of the file)."""
-    pid = running_pid(settings.database)
-    if pid is None:
-        return "; no daemon is running (`newsmonitor run` starts one)"
-    who = f"the running daemon (pid {pid})" if pid > 0 else "the running daemon"
-    every = settings.schedule.config_check
-    return f"; {who} picks it up within {every:g} s" if every else f"; send {who} SIGHUP to apply it"
+@feeds.command("remove")
+@click.argument("feed")
+@click.pass_context
+@_fail_cleanly
+def feeds_remove(ctx: click.Context, feed: str) -> None:
+    """Remove a feed (URL or name) and the comments above it from the config; its articles stay."""
+    settings = _settings(ctx)
+    found = find_feed(settings.feeds, feed)
+    remove_feed(settings.config_path, found.url)
+    click.echo(f"removed {redact(found.url)}; "
+               f"{_reloaded(settings, [found.url], lambda row: row is None or not row[0])}")
 
 
-def _validated_feed(url: str, name: str | None, tags: tuple[str, ...], interval: str | None = None) -> FeedConfig:
+@feeds.command("disable")
+@click.argument("feed")
+@click.pass_context
+@_fail_cleanly
+def feeds_disable(ctx: click.Context, feed: str) -> None:
+    """Stop polling a feed (URL or name) but keep it in the config: writes `enabled: false` to its entry."""
+    settings = _settings(ctx)
+    found = find_feed(settings.feeds, feed)
+    if not set_feed_option(settings.config_path, found.url, "enabled", False):
+        click.echo(f"already disabled in the config: {redact(found.url)}")
+        return
+    click.echo(f"disabled {redact(found.url)}; "
+               f"{_reloaded(settings, [found.url], lambda row: row is not None and row[1])}")
+
+
+@feeds.command("enable")
+@click.argument("feed")
+@click.pass_context
+@_fail_cleanly
+def feeds_enable(ctx: click.Context, feed: str) -> None:
+    """Poll a feed again: one disabled in the config, or by the daemon (410 Gone, failing too long)."""
+    settings = _settings(ctx)
+    found = find_feed(settings.feeds, feed)
+    edited = not found.enabled and set_feed_option(settings.config_path, found.url, "enabled", None)
+    shown = redact(found.url)
+    if running_pid(settings.database) is None:
+        try:
+            with InstanceLock(settings.database), Store.open(settings.database) as store:  # the one writer now
+                store.sync_feeds(load_settings(settings.config_path).feeds)
+                state = store.feed_state(found.url)
+                cleared = bool(state and state.disabled) and store.enable_feed(found.url)
+            click.echo(f"enabled {shown}; {Applied(None).describe(None)}" if edited or cleared
+                       else f"already enabled: {shown}")
+            return
+        except StoreError:
+            pass  # a daemon started meanwhile: it is asked, below
+    row = feed_rows(settings.database, [found.url])[found.url]
+    if not edited and not (row and row[1]):
+        click.echo(f"already enabled: {shown}")
+        return
+    if not edited:
+        ask_enable(settings.database, [found.url])
+    click.echo(f"enabled {shown}; {_reloaded(settings, [found.url], lambda row: row is not None and not row[1])}")
+
+
+def _reloaded(settings: Settings, urls: list[str], done: Callable[[FeedRow], bool]) -> str:
+    """After a config edit: ask a running daemon to reload, and say whether it applied it."""
+    applied = reload_daemon(settings.database, urls, lambda rows: all(done(rows[url]) for url in urls))
+    return applied.describe(settings.schedule.config_check)
+
+
+def _validated_feed(url: str, **fields: Any) -> FeedConfig:
     try:
-        return FeedConfig(url=url, name=name, tags=tags, **({"interval": interval} if interval else {}))
+        return FeedConfig(url=url, **{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         raise click.ClickException(redact(f"{url}: {describe_validation_error(exc)[1]}")) from None
 
@@ -242,7 +295,7 @@ def _validated_feed(url: str, name: str | None, tags: tuple[str, ...], interval:
 @click.pass_context
 @_fail_cleanly
 def feeds_import(ctx: click.Context, opml_file: Path) -> None:
-    """Add every feed of an OPML file to the config (categories become tags)."""
+    """Add every feed of an OPML file to the config (folders and categories become tags)."""
     settings = _settings(ctx)
     candidates, invalid = [], []
     with _progress_over(list(read_opml(opml_file)), "reading OPML") as items:
@@ -251,13 +304,15 @@ def feeds_import(ctx: click.Context, opml_file: Path) -> None:
     added = add_feeds(settings.config_path, candidates)
     for url in invalid:
         click.echo(f"skipped invalid URL: {redact(url)}", err=True)
-    click.echo(f"imported {len(added)} new feeds ({len(candidates) - len(added)} already configured)"
-               f"{_daemon_picks_up(settings) if added else ''}")
+    urls = [feed.url for feed in added]
+    daemon = f"; {_reloaded(settings, urls, lambda row: row is not None and row[0])}" if added else ""
+    click.echo(f"imported {len(added)} new feeds ({len(candidates) - len(added)} already configured){daemon}")
 
 
-def _collect_feed(item: Any, candidates: list[FeedConfig], invalid: list[str]) -> None:
+def _collect_feed(item: OpmlFeed, candidates: list[FeedConfig], invalid: list[str]) -> None:
     try:
-        candidates.append(FeedConfig(url=item.url, name=item.name, tags=item.tags))
+        candidates.append(FeedConfig(url=item.url, name=item.name, tags=item.tags, adaptive=item.adaptive,
+                                     enabled=item.enabled, **({"interval": item.interval} if item.interval else {})))
     except ValidationError:
         invalid.append(item.url)
 
@@ -266,7 +321,7 @@ def _collect_feed(item: Any, candidates: list[FeedConfig], invalid: list[str]) -
 @click.pass_context
 @_fail_cleanly
 def feeds_export(ctx: click.Context) -> None:
-    """Print the configured feeds as OPML."""
+    """Print the configured feeds as OPML (names, tags as categories, intervals)."""
     click.echo(write_opml(_settings(ctx).feeds), nl=False)
 
 
@@ -298,14 +353,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
     with Store.open(settings.database) as store:
         store.sync_feeds(settings.feeds)
         report = status_report(store, settings.database)
+    configured = {redact(feed.url): feed for feed in settings.feeds}
+    every = {f.url: poll_interval(configured[f.url], settings.schedule, f.poll_interval) for f in report.feeds}
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        data = report.to_dict()
+        for row in data["feeds"]:
+            row |= every[row["url"]].as_dict()
+        click.echo(json.dumps(data, indent=2))
         return
-    for line in _status_lines(report):
+    for line in _status_lines(report, every):
         click.echo(redact(line))
 
 
-def _status_lines(report: StatusReport) -> Iterator[str]:
+def _status_lines(report: StatusReport, every: dict[str, PollInterval]) -> Iterator[str]:
     daemon = f"running (pid {report.daemon_pid})" if report.daemon_pid else "not running"
     yield f"database: {report.database}  daemon: {daemon}"
     yield (f"articles: {report.articles} ({report.articles - report.articles_with_text} with text dropped "
@@ -318,9 +378,8 @@ def _status_lines(report: StatusReport) -> Iterator[str]:
     yield f"feeds: {counts or 'none configured'}"
     for feed in report.feeds:
         yield f"  [{feed.health}] {feed.name}  {feed.url}"
-        details = [f"last success {feed.last_success or 'never'}", f"next due {feed.next_due or 'now'}"]
-        if feed.poll_interval and feed.interval and feed.poll_interval > feed.interval:
-            details.append(f"interval stretched to {feed.poll_interval / 60:.0f} min")
+        details = [f"last success {feed.last_success or 'never'}", f"next due {feed.next_due or 'now'}",
+                   every[feed.url].text]
         if feed.consecutive_errors:
             details.append(f"{feed.consecutive_errors} errors in a row since {feed.failing_since}: {feed.last_error}")
         if feed.url_effective:

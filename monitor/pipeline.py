@@ -25,6 +25,7 @@ from monitor.dedup import canonical_url
 from monitor.extract import article_from_entry, article_from_html
 from monitor.fetch import HostLimiter, decode_html, fetch_url
 from monitor.ingest import AlreadyStored, Stored, ingest_article
+from monitor.intervals import adaptive
 from monitor.models import Article, FeedEntry, Fetched, FetchFailed, NotModified, ParsedFeed, ParseFailed, Skipped
 from monitor.parse import parse_feed
 from monitor.politeness import PollHints, PollPolicy, RobotsCache, hints_from_response, parse_retry_after
@@ -237,14 +238,15 @@ def _failure_fields(result: FeedResult, policy: PollPolicy, now: datetime) -> di
     return fields
 
 
-def _success_fields(result: FeedResult, policy: PollPolicy, added: int, now: datetime) -> dict[str, object]:
+def _success_fields(result: FeedResult, policy: PollPolicy, added: int, now: datetime,
+                    adapts: bool) -> dict[str, object]:
     """Adaptive interval: server hints and how long the feed has been quiet may lengthen it."""
     state, outcome = result.state, result.outcome
     last_new = now if added else parse_iso(state.last_new_entry)
     quiet_for = (now - last_new).total_seconds() if last_new else None
-    plan = policy.success(result.feed.interval, result.hints, quiet_for=quiet_for, now=now)
+    plan = policy.success(result.feed.interval, result.hints, quiet_for=quiet_for, now=now, adaptive=adapts)
     interval = plan.interval
-    if isinstance(outcome, NotModified) and state.poll_interval:
+    if adapts and isinstance(outcome, NotModified) and state.poll_interval:
         # A 304 carries no entries to measure; it is no reason to poll more often than last time.
         interval = min(max(interval, state.poll_interval), max(result.feed.interval, policy.max_interval))
     fields: dict[str, object] = {
@@ -297,7 +299,7 @@ def apply_feed_result(
     if isinstance(outcome, FetchFailed | ParseFailed):
         fields |= _failure_fields(result, policy, now)
     else:
-        fields |= _success_fields(result, policy, counts.added, now)
+        fields |= _success_fields(result, policy, counts.added, now, adaptive(result.feed, settings.schedule)[0])
     if interrupted:
         # Keep the old validators so the next poll fetches the rest (deferred, stopped, interrupted), not a 304.
         fields |= {"etag": state.etag, "last_modified": state.last_modified}

@@ -186,8 +186,9 @@ class PollPolicy:
         return delay
 
     def success(self, configured: float, hints: PollHints | None, *, quiet_for: float | None,
-                now: datetime) -> PollPlan:
-        interval = self.interval(configured, hints, quiet_for=quiet_for)
+                now: datetime, adaptive: bool = True) -> PollPlan:
+        """``adaptive`` false (:func:`monitor.intervals.adaptive`): the configured interval, only Retry-After waits."""
+        interval = self.interval(configured, hints, quiet_for=quiet_for) if adaptive else configured
         retry_after = hints.retry_after if hints else None
         wait = max(interval, min(retry_after or 0.0, self.max_backoff))
         return PollPlan(interval, now + timedelta(seconds=wait))

@@ -38,6 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.alerts import run_alerts
 from monitor.cluster import Clusterer
+from monitor.control import take_enable_requests
 from monitor.errors import MonitorError
 from monitor.fetch import HostLimiter, make_client
 from monitor.ingest import build_clusterer
@@ -177,12 +178,13 @@ def reload_settings(old: Settings, scheduler: BackgroundScheduler, store: Store,
     kept = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
     new = new.model_copy(update={name: getattr(old, name) for name in RESTART_ONLY})
     store.sync_feeds(new.feeds)
+    enabled = take_enable_requests(store)  # `feeds enable URL` of a feed this daemon disabled
     before, after = {f.url: f for f in old.feeds}, {f.url: f for f in new.feeds}
     start = datetime.now(UTC)
     for url in before.keys() - after.keys():
         if scheduler.get_job(url) is not None:
             scheduler.remove_job(url)
-    changed = [f for url, f in after.items() if before.get(url) != f]
+    changed = [f for url, f in after.items() if before.get(url) != f or url in enabled]
     for feed in changed:
         feed_jobs.add(scheduler, feed, start)
     added = len(after.keys() - before.keys())

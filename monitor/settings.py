@@ -53,6 +53,19 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str | float:
+    """The shortest of '2d', '3h', '15m' or plain seconds that says ``seconds`` exactly (config files and OPML)."""
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNIT_SECONDS[unit] and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{int(seconds // _UNIT_SECONDS[unit])}{unit}"
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
+def default_feed_name(url: str) -> str:
+    """What a feed without a name is called: its host."""
+    return re.sub(r"^https?://([^/:]+).*$", r"\1", url)
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,6 +75,9 @@ class FeedConfig(_Frozen):
     name: str | None = Field(None, description="A display name; defaults to the feed's host.")
     interval: float = Field(1800, description="Seconds between polls (or '15m', '2h').")
     tags: tuple[str, ...] = Field((), description="Free labels, e.g. politics, used by alert rules.")
+    adaptive: bool | None = Field(None, description="true: server hints and quiet spells may lengthen the interval "
+                                                    "(up to schedule.max_interval); default: schedule.adaptive.")
+    enabled: bool = Field(True, description="false: kept in the config but not polled (feeds disable / enable).")
 
     @field_validator("url")
     @classmethod
@@ -78,7 +94,7 @@ class FeedConfig(_Frozen):
 
     @property
     def display_name(self) -> str:
-        return self.name or re.sub(r"^https?://([^/:]+).*$", r"\1", self.url)
+        return self.name or default_feed_name(self.url)
 
 
 class FetchSettings(_Frozen):
@@ -130,6 +146,8 @@ class ScheduleSettings(_Frozen):
     max_interval: float = Field(21600, description="Longest poll interval that adaptive scheduling may reach.")
     disable_after: float | None = Field(604800, description="Disable a feed failing this long; null: never.")
     retention_days: int | None = Field(None, ge=1, description="Drop article text older than this; null: keep.")
+    adaptive: bool = Field(False, description="Default of feeds' adaptive: true lets server hints and quiet spells "
+                                              "lengthen a feed's interval, up to max_interval; false keeps it.")
     config_check: float | None = Field(5, gt=0, description="Seconds between the daemon's checks of the config "
                                                            "file for changes (reloaded live); null: SIGHUP only.")
 
@@ -208,12 +226,18 @@ class Settings(_Frozen):
     log_format: str = Field("text", pattern="^(text|json)$", description="text (key=value) or json lines.")
     config_path: Path | None = Field(None, exclude=True, description="Where this was read from.")
 
+    @field_validator("feeds", "keywords", "alerts", mode="before")
+    @classmethod
+    def _empty_list(cls, value: Any) -> Any:
+        """``feeds:`` with every entry commented out is an empty list, not an error."""
+        return () if value is None else value
+
     @field_validator("channels", mode="before")
     @classmethod
     def _channel_lists(cls, value: Any) -> Any:
         if isinstance(value, dict):
             return {k: [v] if isinstance(v, str) else ([] if v is None else v) for k, v in value.items()}
-        return value
+        return {} if value is None else value
 
     @field_validator("channels")
     @classmethod

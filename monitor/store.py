@@ -76,6 +76,11 @@ class FeedState:
         return self.url_effective or self.url
 
 
+DISABLED_IN_CONFIG = "disabled in the config (enabled: false)"
+_ENABLE = ("UPDATE feeds SET disabled = 0, disabled_reason = NULL, disabled_at = NULL, consecutive_errors = 0, "
+           "failing_since = NULL, next_due = NULL, url_effective = NULL WHERE url = ?")
+
+
 def _feed_state(conn: sqlite3.Connection, url: str) -> FeedState | None:
     row = conn.execute(
         "SELECT id, url, name, etag, last_modified, consecutive_errors, disabled, next_due, url_effective, "
@@ -171,7 +176,11 @@ class Store:
     # -- feeds --------------------------------------------------------------------------------
 
     def sync_feeds(self, feeds: Sequence[FeedConfig]) -> None:
-        """Mirror the config's feed list: the YAML is the source of truth, the table holds state."""
+        """Mirror the config's feed list: the YAML is the source of truth, the table holds state.
+
+        A feed with ``enabled: false`` is disabled here (reason :data:`DISABLED_IN_CONFIG`), so every
+        poller skips it as it skips a feed disabled for failing; set back to enabled, it is polled at once.
+        """
         with self.transaction():
             self.db.execute("UPDATE feeds SET in_config = 0")
             for feed in feeds:
@@ -181,6 +190,12 @@ class Store:
                     "interval = excluded.interval, in_config = 1",
                     [feed.url, feed.display_name, json.dumps(list(feed.tags)), feed.interval],
                 )
+                if not feed.enabled:
+                    self.db.execute("UPDATE feeds SET disabled = 1, disabled_reason = ?, disabled_at = ? "
+                                    "WHERE url = ? AND disabled_reason IS NOT ?",
+                                    [DISABLED_IN_CONFIG, now_iso(), feed.url, DISABLED_IN_CONFIG])
+                else:
+                    self.db.execute(_ENABLE + " AND disabled_reason = ?", [feed.url, DISABLED_IN_CONFIG])
 
     def feed_state(self, url: str) -> FeedState | None:
         return _feed_state(self.db.conn, url)
@@ -198,9 +213,7 @@ class Store:
     def enable_feed(self, url: str) -> bool:
         """Undo a disable (410, failing too long): the next poll happens at once, with a clean slate."""
         with self.transaction():
-            cursor = self.db.execute(
-                "UPDATE feeds SET disabled = 0, disabled_reason = NULL, disabled_at = NULL, consecutive_errors = 0, "
-                "failing_since = NULL, next_due = NULL, url_effective = NULL WHERE url = ?", [url])
+            cursor = self.db.execute(_ENABLE, [url])
         return cursor.rowcount > 0
 
     def drop_old_text(self, fetched_before: str, *, batch: int = 500) -> int:

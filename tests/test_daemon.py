@@ -248,7 +248,8 @@ def test_quiet_feeds_are_polled_less_often(tmp_path: Path, server: FeedServer) -
               for i in range(4)]
     server.feed("/weekly.xml", weekly)
     server.feed("/ttl.xml", [Entry("ttl-0", "Ttl story", story("ttl topic", 0), recent(0))], ttl=120)
-    path = setup(tmp_path, server, "/weekly.xml", "/ttl.xml", interval=600, schedule={"max_interval": "4h"})
+    path = setup(tmp_path, server, "/weekly.xml", "/ttl.xml", interval=600,
+                 schedule={"max_interval": "4h", "adaptive": True})
     one_pass(path)
     db = tmp_path / "monitor.db"
     weekly_row = feed_row(db, server.url("/weekly.xml"))

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from monitor.cli import cli
 from monitor.fetch import make_client
 from monitor.ingest import build_clusterer
 from monitor.pipeline import PassReport, run_pass
 from monitor.settings import load_settings
 from monitor.store import Store
 from tests.conftest import FIXTURES, fixture_text, write_config
+from tests.feedserver import Entry, FeedServer, recent, story
+from tests.helpers_daemon import config as daemon_config
+from tests.helpers_daemon import feed_row as feed_row_by_url
+from tests.helpers_daemon import one_pass
 
 PAGES = {"/quake-a": "quake-a.html", "/quake-b": "quake-b.html", "/budget": "budget.html"}
 
@@ -55,6 +63,16 @@ def run(config: Path) -> tuple[Store, PassReport]:
     clusterer = build_clusterer(store, settings.cluster)
     with make_client(settings.fetch) as client:
         return store, run_pass(settings, store, clusterer, client)
+
+
+def invoke_cli(config: Path, *args: str) -> str:
+    result = CliRunner().invoke(cli, ["--config", str(config), *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def seconds_until(when: str) -> float:
+    return (datetime.fromisoformat(when) - datetime.now(UTC)).total_seconds()
 
 
 def feed_row(store: Store, suffix: str) -> dict[str, Any]:
@@ -143,3 +161,44 @@ def test_feed_over_the_byte_cap_is_refused(tmp_path: Path, web: HTTPServer) -> N
                                      fetch={"max_bytes": 100_000, "timeout": 1.0}))
     row = feed_row(store, "/big.xml")
     assert row["last_status"] == "error" and "larger than 100000 bytes" in row["last_error"]
+
+
+def test_a_configured_interval_is_kept_unless_the_feed_opts_into_adaptive_polling(tmp_path: Path) -> None:
+    """A quiet feed with <ttl>120</ttl> (2 h) and entries a week apart: adaptive polling would wait 2 h or more;
+    a feed configured to 1m is polled every minute unless it (or schedule.adaptive) says adaptive."""
+    weekly = [Entry(f"weekly-{i}", f"Weekly column {i}", story("garden column", i), recent(i, hours=24 * 7))
+              for i in range(4)]
+    with FeedServer() as server:
+        for path in ("/pinned.xml", "/adaptive.xml", "/pinned-by-feed.xml"):
+            server.feed(path, weekly, ttl=120)
+        feeds = [{"url": server.url("/pinned.xml"), "name": "pinned", "interval": "1m"},
+                 {"url": server.url("/adaptive.xml"), "name": "adaptive", "interval": "1m", "adaptive": True},
+                 {"url": server.url("/pinned-by-feed.xml"), "name": "pinned-by-feed", "interval": "1m",
+                  "adaptive": False}]
+        path = daemon_config(tmp_path, feeds, schedule={"max_interval": "4h"}, log_level="WARNING")
+        one_pass(path)
+        one_pass(path)  # a 304 or an unchanged feed does not stretch it either
+        db = tmp_path / "monitor.db"
+        assert [feed_row_by_url(db, server.url(p))["poll_interval"] for p in
+                ("/pinned.xml", "/adaptive.xml", "/pinned-by-feed.xml")] == [60, 4 * 3600, 60]
+        assert seconds_until(feed_row_by_url(db, server.url("/pinned.xml"))["next_due"]) <= 60
+
+        listed = invoke_cli(path, "feeds", "list")
+        assert "pinned\t" in listed and "every 1m (as configured; fixed by schedule.adaptive: false)" in listed
+        assert ("every 4h (configured 1m, lengthened by server hints or a quiet feed, at most 4h; "
+                "adaptive by the feed's adaptive: true)") in listed
+        assert "every 1m (as configured; fixed by the feed's adaptive: false)" in listed
+        status = invoke_cli(path, "status")
+        assert "every 1m (as configured; fixed by schedule.adaptive: false)" in status
+        by_name = {f["name"]: f for f in json.loads(invoke_cli(path, "status", "--json"))["feeds"]}
+        assert (by_name["adaptive"]["effective_interval"], by_name["adaptive"]["adaptive"]) == (4 * 3600, True)
+        assert (by_name["pinned"]["effective_interval"], by_name["pinned"]["adaptive"]) == (60, False)
+
+        (tmp_path / "default").mkdir()
+        path = daemon_config(tmp_path / "default", feeds, schedule={"max_interval": "4h", "adaptive": True},
+                             log_level="WARNING")
+        one_pass(path)  # schedule.adaptive: true is the default of feeds that do not say
+        db = tmp_path / "default" / "monitor.db"
+        assert [feed_row_by_url(db, server.url(p))["poll_interval"] for p in
+                ("/pinned.xml", "/adaptive.xml", "/pinned-by-feed.xml")] == [4 * 3600, 4 * 3600, 60]
+        assert "adaptive by schedule.adaptive: true" in invoke_cli(path, "feeds", "list")

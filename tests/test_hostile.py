@@ -137,7 +137,8 @@ def test_a_feed_with_entries_waiting_is_polled_again_at_its_configured_interval(
     """Adaptive scheduling lengthens the interval of a feed whose entries are hours apart; a
     feed with entries left over the per-poll cap is due again at its configured interval."""
     good_feed(server, "/big.xml", "grain harvest", count=120)  # entries an hour apart
-    path = config(tmp_path, [{"url": server.url("/big.xml"), "interval": 60}], fetch={"respect_robots": False})
+    path = config(tmp_path, [{"url": server.url("/big.xml"), "interval": 60, "adaptive": True}],
+                  fetch={"respect_robots": False})
     database = tmp_path / "monitor.db"
     due = []
     for _ in range(3):
