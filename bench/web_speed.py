@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -126,7 +127,7 @@ def build(path: Path, articles: int, *, seed: int = 17, now: datetime | None = N
     return {"articles": written, "stories": story, "latest_story": latest}
 
 
-def pages(database: str, latest_story: int) -> dict[str, str]:
+def pages(database: str, latest_story: int, biggest_story: int) -> dict[str, str]:
     return {
         "stories": "/",
         "stories: 7 days, 3+ outlets": "/?period=7d&min_outlets=3",
@@ -138,6 +139,7 @@ def pages(database: str, latest_story: int) -> dict[str, str]:
         "alerts inbox": "/-/alerts",
         "feed health": "/-/feeds",
         "story page": f"/-/cluster/{latest_story}",
+        "story page: the biggest story": f"/-/cluster/{biggest_story}",
         "story export CSV": f"/-/cluster/{latest_story}/articles.csv",
         "tables (database page)": f"/{database}",
         "articles table": f"/{database}/articles",
@@ -159,7 +161,9 @@ async def time_pages(path: Path, latest_story: int, repeat: int) -> dict[str, fl
                    plugins_dir=str(PLUGINS_DIR), settings=datasette_settings(web))
     await ds.invoke_startup()
     timings = {}
-    for name, url in pages(path.stem, latest_story).items():
+    with sqlite3.connect(path) as conn:
+        (biggest_story,) = conn.execute("SELECT id FROM clusters ORDER BY articles DESC LIMIT 1").fetchone()
+    for name, url in pages(path.stem, latest_story, biggest_story).items():
         response = await ds.client.get(url)
         if response.status_code != 200:
             raise SystemExit(f"{url}: HTTP {response.status_code}\n{response.text[:500]}")

@@ -215,7 +215,14 @@ def _migration_11_fts_whole_words(db: sqlite_utils.Database) -> None:
         raise
 
 
+def _migration_12_outlet_index(db: sqlite_utils.Database) -> None:
+    """Outlets (``articles.source``) by index: the articles table's outlet facet read every row (0.2 s at
+    100,000 articles), and the story list's outlet names come from it."""
+    db.execute("CREATE INDEX IF NOT EXISTS idx_articles_source ON articles(source)")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1_initial, _migration_2_alerts, _migration_3_feed_health, _migration_4_split_from,
     _migration_5_merges, _migration_6_rescored, _migration_7_clusterer_memory, _migration_8_outlet_identity,
-    _migration_9_fts_on_text_only, _migration_10_web_orders, _migration_11_fts_whole_words)
+    _migration_9_fts_on_text_only, _migration_10_web_orders, _migration_11_fts_whole_words,
+    _migration_12_outlet_index)

@@ -109,6 +109,14 @@ def test_cluster_articles_query_marks_the_copy(server: httpx.Client) -> None:
     assert "albence" in json.loads(by_outlet[SECOND_SEED]["shared_terms"])
 
 
+def test_search_articles_query_ranks_and_marks_the_words(server: httpx.Client) -> None:
+    found = rows(server, f"/{DB}/search_articles.json", term="Albence")
+    assert {r["outlet"] for r in found} >= {FIRST_SEED, SECOND_SEED} and all(r["cluster"] == 1 for r in found)
+    html = server.get(f"/{DB}/search_articles", params={"term": "Albence"}).text
+    assert "<mark>Albence</mark>" in html and '<a href="/-/cluster/1">#1</a>' in html
+    assert rows(server, f"/{DB}/search_articles.json", term="albenc") == []  # whole words, not stems
+
+
 def test_search_clusters_query(server: httpx.Client) -> None:
     (hit,) = rows(server, f"/{DB}/search_clusters.json", term="Albence")
     assert hit["matching_articles"] == 3

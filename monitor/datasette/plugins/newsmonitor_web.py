@@ -46,6 +46,9 @@ _DEFAULTS = plugin_config()
 _MAX_ROWID = 2**63 - 1
 
 _HAS_CLUSTERS: dict[str, bool] = {}
+_MARK_START, _MARK_END = "\x02", "\x03"
+#: The story page's timeline shows this many articles (``?all=1``: every one); the exports have them all.
+TIMELINE_LIMIT = 200
 
 
 async def _has_table(datasette: Any, database: str, table: str) -> bool:
@@ -180,6 +183,9 @@ async def cluster_page(datasette: Any, request: Any) -> Response:
     if request.url_vars.get("as_json"):
         return Response.json(view, default=str)
     path = cluster_url(datasette, cluster_id)
+    shown = len(view["articles"]) if request.args.get("all") else TIMELINE_LIMIT
+    view.update(timeline=view["articles"][:shown], timeline_hidden=max(0, len(view["articles"]) - shown),
+                all_url=path + "?all=1")
     view.update(database=db.name, database_url=datasette.urls.database(db.name),
                 table_url=datasette.urls.table(db.name, "articles") + f"?cluster_id={cluster_id}",
                 query_url=datasette.urls.database(db.name) + f"/cluster_articles?cluster_id={cluster_id}",
@@ -260,6 +266,11 @@ def render_cell(row: Any, value: Any, column: str, table: str | None, database: 
         masked = redact(value)
         if masked != value:  # a feed URL's password, a token: shown masked, and not as a link
             return markupsafe.escape(masked)
+
+    if table is None and column == "excerpt" and isinstance(value, str) and _MARK_START in value:
+        # search_articles' snippet(): the matching words, marked by control characters no text contains.
+        return markupsafe.Markup(str(markupsafe.escape(value)).replace(_MARK_START, "<mark>")
+                                 .replace(_MARK_END, "</mark>"))
 
     async def inner() -> Any:
         if not await _is_newsmonitor_db(datasette, database):
