@@ -46,6 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.cluster.joining import FITTED, JoinModel
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ECB_DAY = datetime(2015, 1, 1, 12, 0, tzinfo=UTC)
@@ -207,9 +208,9 @@ class Labels:
             self._members[cluster_id].add(d)
 
 
-def run_direct(items: Sequence[Item], params: ClusterParams) -> list[int]:
+def run_direct(items: Sequence[Item], params: ClusterParams, join_model: JoinModel = FITTED) -> list[int]:
     """Stream items through ``Clusterer`` only (ids are 1..n in stream order)."""
-    clusterer = Clusterer(params)
+    clusterer = Clusterer(params, join_model=join_model)
     labels = Labels()
     for i, it in enumerate(items, start=1):
         doc = Doc(id=i, title=it.title, text=it.text, published=it.published, source=it.source)
@@ -325,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="ECB+: also print the batch reference, TF-IDF K-means told the true K")
     args = ap.parse_args(argv)
 
-    overrides = {k: (int(v) if v.isdigit() else float(v)) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = dict(s.split("=", 1) for s in args.set)  # pydantic converts the strings
     params = ClusterParams(**overrides)
     if args.dataset in ("ecb", "all"):
         topics = [int(t) for t in args.topics.split(",")] if args.topics else None

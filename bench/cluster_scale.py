@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                          "out of memory by then): their cost, and how many join their event's story")
     args = ap.parse_args(argv)
 
-    overrides = {k: (int(v) if v.isdigit() else float(v)) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = dict(s.split("=", 1) for s in args.set)  # pydantic converts the strings
     texts = load_texts(args.data)
     print(f"{len(texts)} base texts; streaming {args.n} articles")
     place = _placer(ClusterParams(**overrides), args.store)

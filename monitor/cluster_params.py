@@ -8,6 +8,8 @@ cluster.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -20,6 +22,29 @@ class ClusterParams(BaseModel):
         0.22,
         description="Minimum combined similarity for a full report to join an existing "
         "cluster; lower than alone it would be, because split checks repair wrong joins.",
+    )
+    join_decision: Literal["learned", "threshold"] = Field(
+        "learned",
+        description="How a full report decides to join its best cluster: 'learned' weighs the "
+        "score with its margin, time and cluster size (monitor.cluster.joining); 'threshold' "
+        "compares the score with threshold alone.",
+    )
+    join_probability: float = Field(
+        0.5, ge=0, le=1, description="With the learned decision: the probability from which a report joins."
+    )
+    learned_min_words: int = Field(
+        40, ge=0, description="Words of text a report needs for the learned decision (shorter ones use the thresholds)."
+    )
+    learned_min_score: float = Field(
+        0.15,
+        description="With the learned decision: the score under which a report never joins "
+        "(below it, teacher-forced joins on ECB+ dev were right about half the time).",
+    )
+    learned_after_docs: int = Field(
+        30,
+        ge=0,
+        description="Docs the clusterer must hold before the learned decision applies: with fewer, "
+        "document frequencies cannot tell boilerplate from a story's own words.",
     )
     short_threshold: float = Field(
         0.25,

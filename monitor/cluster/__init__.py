@@ -11,9 +11,11 @@ How a decision is made (``Clusterer.decide``):
    whatever arrived before it.  Stories that left memory are found the same way in the
    store (``memory``).  Nothing scans all clusters, so the cost per article does not
    grow with the store.
-3. Each candidate gets a score that mixes several signals (see ``Scorer.score``), and
-   the article joins the best one if the score reaches ``threshold`` (a full report)
-   or ``short_threshold`` (a headline-only item).
+3. Each candidate gets a score that mixes several signals (see ``Scorer.score``).  A
+   full report joins the best one if a learned decision says so (``joining``: the score
+   weighed with its margin over the runner-up, closeness in time and the cluster's size);
+   a headline-only item, a short text or a clusterer still holding few docs joins if the
+   score reaches ``threshold`` (``short_threshold`` for a headline).
 4. Split check (``Reviser.split_check``): the cluster it joins, with the article in it, is
    cut in two by average-link clustering of its reports; if the two groups are far
    apart compared with how close-knit they are, the cluster is split and the group
@@ -72,7 +74,8 @@ Modules, one concern each:
 - ``state``: the docs and clusters in memory, the inverted index, eviction, rebuilds;
 - ``persist``: a doc's and a cluster's kept state as bytes for the store;
 - ``memory``: the store as memory: what start-up reads back, stories found out of memory;
-- ``scoring``: candidate clusters, the combined score, shared terms;
+- ``scoring``: candidate clusters, the combined score, the evidence for a decision, shared terms;
+- ``joining``: the learned join-or-new decision;
 - ``revisions``: split and merge checks, and the leave-one-out reasons of moved docs;
 - ``clusterer``: ``Clusterer``, which wires them together.
 """

@@ -176,6 +176,7 @@ class Features:
     years: frozenset[str]
     sig: MinHash | None
     long: bool  # has a body of at least ``long_text_words`` words, not just a headline
+    words: int  # words of text read (up to ``max_words``)
     lower: frozenset[str]  # words written in lowercase (``case_usage``)
     cap: frozenset[str]  # words capitalised mid-sentence
 
@@ -212,6 +213,7 @@ def extract(
         years=frozenset(_YEAR.findall(full)),
         sig=signature(text if n_words >= 20 else full),
         long=long,
+        words=n_words,
         lower=lower,
         cap=cap,
     )

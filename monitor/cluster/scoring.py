@@ -117,6 +117,32 @@ class Scorer:
         z = gap / p.time_scale_hours
         return p.time_penalty * (1.0 - math.exp(-0.5 * z * z))
 
+    def evidence(self, q: Query, years: frozenset[str], ts: float, c: ClusterState,
+                 score: float, runner_up: float | None) -> dict[str, float]:
+        """What a join-or-new decision weighs (``joining.FEATURES``): each signal's cosine
+        (0.0 where a side lacks it), the combined score and its margin over the runner-up
+        cluster, how close in time the doc is to the cluster's span, first and last report
+        (Gaussian, on the scale of one and three days), the cluster's size, and the two
+        conflicts.  Why these: reports of one story arrive over days and grow a cluster,
+        so the same score means more for a doc inside a big story's days than for one a
+        week from a lone report; and a doc that matches two clusters almost equally is
+        less sure of either."""
+        cos = {sig: (cosine(q[sig], c.centroid[sig], c.norm_sq[sig]) if sig in q and c.centroid.get(sig) else 0.0)
+               for sig in self.weights}
+        gaps = {"span": max(0.0, c.first_ts - ts, ts - c.last_ts), "first": abs(ts - c.first_ts),
+                "last": abs(ts - c.last_ts)}
+        near = {f"{name}_{days}d": math.exp(-0.5 * (gap / (days * DAY)) ** 2)
+                for name, gap in gaps.items() for days in (1, 3)}
+        return {
+            **cos,
+            "score": score,
+            "margin": score - runner_up if runner_up is not None else score,
+            **near,
+            "log_size": math.log1p(c.size),
+            "names_conflict": float(self.names_conflict(q.get("ents", {}), cos["ents"])),
+            "year_conflict": float(bool(years and c.years and not any(y in c.years for y in years))),
+        }
+
     @staticmethod
     def cosine_of(q: Query, c: ClusterState, sig: str) -> float:
         """Cosine of one signal, 1.0 when either side lacks it."""
