@@ -40,6 +40,8 @@ SORTS = {"latest": "latest activity", "biggest": "most outlets", "relevance": "r
 CHART_BINS = 16
 #: A search term found in more articles than this is ranked by how many it is in, not by bm25.
 BM25_MAX_ARTICLES = 20_000
+#: Words, phrases and prefixes one search may hold: each is one look-up in the full-text index.
+MAX_SEARCH_TERMS = 30
 
 
 # -- small helpers --------------------------------------------------------------------------------------
@@ -291,6 +293,14 @@ class StorySearch:
 # -- the story list -------------------------------------------------------------------------------------
 
 
+def _count_leaves(node: Node) -> int:
+    if isinstance(node, Leaf):
+        return 1
+    if isinstance(node, Not):
+        return _count_leaves(node.child)
+    return sum(_count_leaves(child) for child in node.children)  # And, Or
+
+
 def _feed_ids(conn: sqlite3.Connection, feed: str) -> list[int]:
     if not has_table(conn, "feeds"):
         return []
@@ -345,6 +355,10 @@ def story_page(conn: sqlite3.Connection, filters: StoryFilters, *, now: datetime
         except QueryError as exc:
             result["error"] = {"reason": exc.reason, "position": exc.position, "query": filters.q,
                                "text": f"position {exc.position + 1}: {exc.reason}"}
+            return result
+        if (terms := _count_leaves(query.root)) > MAX_SEARCH_TERMS:
+            result["error"] = {"reason": "too many terms", "position": 0, "query": filters.q,
+                               "text": f"{terms} terms; a search takes at most {MAX_SEARCH_TERMS}"}
             return result
         search = StorySearch(conn, query)
         found = search.stories()

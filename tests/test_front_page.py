@@ -261,3 +261,27 @@ def test_every_page_links_the_newsroom_pages(server: httpx.Client) -> None:
         nav = html[html.index('data-testid="site-nav"'):]
         for href in ('href="/"', 'href="/-/alerts"', 'href="/-/feeds"', 'href="/monitor"'):
             assert href in nav[:600], (path, href)
+
+
+ICE_SQL = ("SELECT a.cluster_id FROM articles a JOIN articles_fts f ON f.rowid = a.id "
+           "WHERE articles_fts MATCH 'ice'")
+
+
+def test_an_older_store_gets_the_whole_word_index_on_open(tmp_path: Path) -> None:
+    """Migration 11 rebuilds a Porter-stemmed index (every store before it) over the stored articles."""
+    from monitor.store import Store
+
+    path = build_newsroom(tmp_path / "monitor.db")
+    with sqlite3.connect(path, isolation_level=None) as old:
+        old.execute("DROP TABLE articles_fts")
+        old.execute("""CREATE VIRTUAL TABLE "articles_fts" USING FTS5 ("title", "text", tokenize='porter', """
+                    """content="articles")""")
+        old.execute("INSERT INTO articles_fts (articles_fts) VALUES ('rebuild')")
+        old.execute("DELETE FROM _migrations WHERE id >= 11")
+        assert {r[0] for r in old.execute(ICE_SQL)} == {ROADS, AGENTS}  # stems: "iced" is "ice"
+    with Store.open(path) as store:
+        assert store.db["articles"].detect_fts() == "articles_fts"
+        assert {r[0] for r in store.db.execute(ICE_SQL)} == {AGENTS}  # the ICE agents, not the iced roads
+        store.db.execute("INSERT INTO articles_fts (articles_fts) VALUES ('integrity-check')")
+        store.db.execute("UPDATE articles SET title = 'Ice storm' WHERE cluster_id = ?", [ROADS])  # triggers are back
+        assert {r[0] for r in store.db.execute(ICE_SQL)} == {ROADS, AGENTS}

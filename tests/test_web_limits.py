@@ -151,7 +151,8 @@ def test_returned_rows_and_the_time_limit(server: Server) -> None:
 
 
 @pytest.mark.parametrize("path", ["/-/cluster/99999999999999999999999", "/-/cluster/9223372036854775808.json",
-                                  "/-/cluster/9223372036854775807", "/-/cluster/0"])
+                                  "/-/cluster/9223372036854775807", "/-/cluster/0",
+                                  "/-/cluster/99999999999999999999999/articles.csv", "/-/cluster/0/articles.json"])
 def test_a_cluster_that_cannot_exist_is_404(server: Server, path: str) -> None:
     assert server.client.get(path).status_code == 404
 
@@ -171,3 +172,13 @@ def test_the_documented_command_carries_the_limits(tmp_path: Path) -> None:
     command = " ".join(datasette_command(tmp_path / "monitor.db"))
     for setting in ("max_returned_rows 1000", "sql_time_limit_ms 3000", "max_csv_mb 10", "default_allow_sql true"):
         assert f"--setting {setting}" in command
+
+
+def test_the_story_search_is_bounded(server: Server) -> None:
+    """Each term is one full-text look-up: a search of 31 terms is refused with a clear error, 30 are read."""
+    too_many = " OR ".join(f"word{n}" for n in range(31))
+    response = server.client.get("/", params={"q": too_many})
+    assert response.status_code == 200 and "31 terms; a search takes at most 30" in response.text
+    assert 'data-testid="search-error"' not in server.client.get("/", params={"q": too_many[:-10]}).text
+    huge = server.client.get("/", params={"q": "x" * 5000, "page": "99999999999", "min_outlets": "9" * 30})
+    assert huge.status_code == 200 and 'data-testid="filter-problem"' in huge.text

@@ -35,7 +35,8 @@ from urllib.parse import urlencode
 
 import markupsafe
 from datasette import hookimpl
-from datasette.utils.asgi import NotFound, Response
+from datasette.utils import sqlite_timelimit
+from datasette.utils.asgi import BadRequest, NotFound, Response
 
 from monitor import store_views
 from monitor.redact import redact
@@ -81,6 +82,23 @@ def cluster_url(datasette: Any, cluster_id: int) -> str:
     return datasette.urls.path(f"/-/cluster/{int(cluster_id)}")
 
 
+async def _read(datasette: Any, db: Any, read: Any) -> Any:
+    """``read(conn)`` on a read connection, stopped after ``sql_time_limit_ms`` like any Datasette query."""
+    limit = datasette.setting("sql_time_limit_ms")
+
+    def bounded(conn: sqlite3.Connection) -> Any:
+        with sqlite_timelimit(conn, limit):
+            return read(conn)
+
+    try:
+        return await db.execute_fn(bounded)
+    except sqlite3.OperationalError as exc:
+        if "interrupt" not in str(exc):
+            raise
+        raise BadRequest(f"This page took longer than {limit} ms (web.sql_time_limit_ms) and was stopped: "
+                         "narrow the search or the filters.") from None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -118,7 +136,7 @@ async def front_page(datasette: Any, request: Any) -> Response:
     def read(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, list[str]]]:
         return store_views.story_page(conn, filters, now=now), store_views.filter_choices(conn)
 
-    data, choices = await db.execute_fn(read)
+    data, choices = await _read(datasette, db, read)
     pages = [{"number": n, "url": datasette.urls.path(filters.url(page=n)), "current": n == filters.page}
              for n in _page_window(filters.page, data["pages"])]
     return await _render(datasette, request, "stories.html", {
@@ -147,8 +165,8 @@ async def alerts_page(datasette: Any, request: Any) -> Response:
     rule = (request.args.get("rule") or "").strip()
     page = _page_number(request)
     now = _now()
-    data = await db.execute_fn(lambda conn: store_views.alerts_page(conn, state=state, rule=rule, page=page,
-                                                                    now=now))
+    data = await _read(datasette, db, lambda conn: store_views.alerts_page(conn, state=state, rule=rule, page=page,
+                                                                           now=now))
 
     def url(**changes: Any) -> str:
         args = {"state": state, "rule": rule, "page": page if "page" in changes else 1} | changes
@@ -164,7 +182,7 @@ async def alerts_page(datasette: Any, request: Any) -> Response:
 async def feeds_page(datasette: Any, request: Any) -> Response:
     db = await _cluster_database(datasette, request.args.get("db"))
     now = _now()
-    data = await db.execute_fn(lambda conn: store_views.feed_health(conn, now=now))
+    data = await _read(datasette, db, lambda conn: store_views.feed_health(conn, now=now))
     for feed in data["feeds"]:  # a feed URL's password or token is never shown
         for key in ("url", "url_effective", "last_error"):
             if isinstance(feed.get(key), str):
@@ -177,7 +195,7 @@ async def feeds_page(datasette: Any, request: Any) -> Response:
 async def cluster_page(datasette: Any, request: Any) -> Response:
     cluster_id = _cluster_id(request)
     db = await _cluster_database(datasette, request.args.get("db"))
-    view = await db.execute_fn(lambda conn: cluster_view(conn, cluster_id, now=_now()))
+    view = await _read(datasette, db, lambda conn: cluster_view(conn, cluster_id, now=_now()))
     if view is None:
         raise NotFound(f"No cluster #{cluster_id}")
     if request.url_vars.get("as_json"):
@@ -212,7 +230,7 @@ async def cluster_export(datasette: Any, request: Any) -> Response:
             return None
         return store_views.story_articles(conn, cluster_id)
 
-    articles = await db.execute_fn(read)
+    articles = await _read(datasette, db, read)
     if articles is None:
         raise NotFound(f"No cluster #{cluster_id}")
     name = f"story-{cluster_id}-articles"
@@ -256,6 +274,10 @@ def extra_template_vars(datasette: Any, request: Any) -> dict[str, Any]:
     return inner()
 
 
+_CLUSTER_COLUMNS = ((None, "cluster"), ("articles", "split_from"), ("articles", "merged_from"),
+                    ("clusters", "merged_into"))
+
+
 def _link(href: str, text: str, extra: str = "") -> markupsafe.Markup:
     return markupsafe.Markup('<a href="{}">{}</a>{}').format(href, text, extra)
 
@@ -272,13 +294,16 @@ def render_cell(row: Any, value: Any, column: str, table: str | None, database: 
         return markupsafe.Markup(str(markupsafe.escape(value)).replace(_MARK_START, "<mark>")
                                  .replace(_MARK_END, "</mark>"))
 
+    # A canned query's cluster column, and the columns naming where a revision moved things:
+    # a cluster id opens its page. Every other cell is left to Datasette at once (a table page
+    # renders thousands of cells; most need no database look-up).
+    links_cluster = (table, column) in _CLUSTER_COLUMNS
+    if not (links_cluster or (table and column == "cluster_id") or (table == "clusters" and column == "title")):
+        return None
+
     async def inner() -> Any:
         if not await _is_newsmonitor_db(datasette, database):
             return None
-        # A canned query's cluster column, and the columns naming where a revision moved things:
-        # a cluster id opens its page.
-        links_cluster = (table, column) in (
-            (None, "cluster"), ("articles", "split_from"), ("articles", "merged_from"), ("clusters", "merged_into"))
         if links_cluster and isinstance(value, int):
             return _link(cluster_url(datasette, value), f"#{value}")
         if table and column == "cluster_id" and isinstance(value, dict) and value.get("value"):
