@@ -20,15 +20,18 @@ gains ``realert_on_growth`` new outlets gets the next growth step.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from monitor.errors import MonitorError
 from monitor.query import Document, Query, parse_query
 from monitor.redact import redact, register_apprise_url
 from monitor.settings import AlertRule, Settings, parse_duration
@@ -40,7 +43,12 @@ RETRY_FIRST = 60.0  # seconds before the first retry of a failed delivery; doubl
 RETRY_MAX = 6 * 3600.0
 DIGEST_PERIOD = {"immediate": 0.0, "hourly": 3600.0, "daily": 86400.0}
 MAX_LINKS = 10
-NEW_RULE_LOOKBACK = timedelta(days=7)  # a rule added to the config also fires on stories active this recently
+NEW_RULE_LOOKBACK = timedelta(days=7)  # a new rule, or a first evaluation, looks at stories active this recently
+CHUNK = 200  # clusters whose articles are read and indexed at once: memory is bounded whatever the backlog
+
+class UnknownRule(MonitorError):
+    """``alerts test NAME``: NAME looks like a rule's name but no rule has it."""
+
 
 #: Sends one message to one Apprise URL; returns None on success, else why it failed.
 Sender = Callable[[str, str, str], str | None]
@@ -67,6 +75,7 @@ class AlertReport:
 
     evaluated: int = 0
     recorded: int = 0
+    unrouted: int = 0  # alerts kept undelivered because their rule has no channel URL
     messages_sent: int = 0
     alerts_delivered: int = 0
     failures: int = 0
@@ -77,6 +86,9 @@ class AlertReport:
     def summary(self) -> str:
         text = (f"alerts: {self.recorded} new, {self.alerts_delivered} delivered in {self.messages_sent} messages, "
                 f"{self.failures} failed deliveries, {self.pending} pending")
+        if self.unrouted:
+            text += (f", {self.unrouted} with no channel to send to (add one under `channels:`; "
+                     "`newsmonitor alerts list` shows them)")
         return text + (f" (last error: {self.errors[-1]})" if self.errors else "")
 
 
@@ -152,34 +164,42 @@ def _decide(rule: AlertRule, query: Query, candidate: _Candidate,
 
 def evaluate(settings: Settings, store: Store, clusters: Sequence[dict[str, Any]], *,
              rules: Sequence[AlertRule] | None = None, ignore_previous: bool = False) -> list[Match]:
-    """The alerts ``rules`` would fire on ``clusters`` now (reads only; nothing is written or sent)."""
+    """The alerts ``rules`` would fire on ``clusters`` now (reads only; nothing is written or sent).
+
+    The clusters' articles are read :data:`CHUNK` clusters at a time and dropped after matching,
+    so a backlog of thousands of stories never has all its texts in memory at once.
+    """
     rules = settings.alerts if rules is None else rules
-    if not rules or not clusters:
-        return []
-    ids = [c["id"] for c in clusters]
-    articles = store.cluster_articles(ids)
-    previous = {} if ignore_previous else store.latest_alert_steps(ids)
-    candidates = _candidates(rules, clusters, articles)
-    matches = []
-    for rule in rules:
-        query = parse_query(rule.query, rule=rule.name)  # the parse made at start-up (cached by text)
-        for candidate in candidates[_filter_key(rule)]:
-            cluster_id = candidate.cluster["id"]
-            decided = _decide(rule, query, candidate, previous.get((rule.name, cluster_id)))
-            if decided is not None:
-                matches.append(_match(rule, candidate, *decided))
+    matches: list[Match] = []
+    for start in range(0, len(clusters) if rules else 0, CHUNK):
+        chunk = clusters[start:start + CHUNK]
+        ids = [c["id"] for c in chunk]
+        previous = {} if ignore_previous else store.latest_alert_steps(ids)
+        candidates = _candidates(rules, chunk, store.cluster_articles(ids))
+        for rule in rules:
+            query = parse_query(rule.query, rule=rule.name)  # the parse made at start-up (cached by text)
+            for candidate in candidates[_filter_key(rule)]:
+                decided = _decide(rule, query, candidate, previous.get((rule.name, candidate.cluster["id"])))
+                if decided is not None:
+                    matches.append(_match(rule, candidate, *decided, base_url=settings.web.base_url))
     return matches
 
 
-def _match(rule: AlertRule, candidate: _Candidate, step: int, reason: str, terms: tuple[str, ...]) -> Match:
+def _match(rule: AlertRule, candidate: _Candidate, step: int, reason: str, terms: tuple[str, ...], *,
+           base_url: str | None = None) -> Match:
     cluster = candidate.cluster
     title = f"[{rule.name}] {cluster['title'] or 'untitled story'}"
     return Match(rule.name, cluster["id"], step, reason, terms, candidate.sources, len(candidate.articles),
-                 title, format_message(rule.name, reason, cluster, candidate.articles, terms))
+                 title, format_message(rule.name, reason, cluster, candidate.articles, terms, base_url=base_url))
+
+
+def story_url(base_url: str | None, cluster_id: int) -> str | None:
+    """The story's page in the web interface (``web.base_url``), or None when no base URL is configured."""
+    return f"{base_url.rstrip('/')}/-/cluster/{cluster_id}" if base_url else None
 
 
 def format_message(rule: str, reason: str, cluster: dict[str, Any], articles: Sequence[dict[str, Any]],
-                   terms: Iterable[str]) -> str:
+                   terms: Iterable[str], *, base_url: str | None = None) -> str:
     """Plain text that reads well in mail, chat and JSON alike: what matched, why, and where to read it."""
     outlets = len({a["source"] for a in articles})
     lines = [
@@ -189,6 +209,7 @@ def format_message(rule: str, reason: str, cluster: dict[str, Any], articles: Se
         f"first seen {cluster['first_seen'] or 'unknown'}, last seen {cluster['last_seen'] or 'unknown'}",
         f"Matched terms: {', '.join(terms)}",
         f"Cluster: #{cluster['id']}",
+        *([f"Story page: {story_url(base_url, cluster['id'])}"] if base_url else []),
         "Links:",
     ]
     for article in articles[:MAX_LINKS]:
@@ -208,19 +229,27 @@ def evaluate_and_record(settings: Settings, store: Store, *, now: datetime | Non
     so adding a rule catches the story already running, not months of history.
     """
     now = now or datetime.now(UTC)
-    changed = store.clusters_since(store.alert_watermark())
+    since = store.alert_watermark()
+    recent = iso(now - NEW_RULE_LOOKBACK)
+    # The first evaluation of a database looks back NEW_RULE_LOOKBACK, as a new rule does, not at all history.
+    # The watermark's own second is looked at again (``>=``), except stories last seen before the look-back:
+    # those were looked at already, or left out on purpose by a first evaluation.
+    changed = [c for c in store.clusters_since(since) if c["updated_at"] != since or (c["last_seen"] or "") >= recent] \
+        if since else store.clusters_since(recent, column="last_seen")
     known = store.known_alert_rules()
     new_rules = [r for r in settings.alerts if r.name not in known]
     matches = evaluate(settings, store, changed, rules=[r for r in settings.alerts if r.name in known])
     evaluated = {c["id"] for c in changed}
     if new_rules:
-        recent = {c["id"]: c for c in store.clusters_since(iso(now - NEW_RULE_LOOKBACK), column="last_seen")}
-        recent.update({c["id"]: c for c in changed})
-        matches += evaluate(settings, store, list(recent.values()), rules=new_rules)
-        evaluated |= set(recent)
-    if not changed and not new_rules:
+        active = {c["id"]: c for c in store.clusters_since(recent, column="last_seen")}
+        active.update({c["id"]: c for c in changed})
+        matches += evaluate(settings, store, list(active.values()), rules=new_rules)
+        evaluated |= set(active)
+    if not changed and not new_rules and since:
         return 0, 0
     watermark = max((c["updated_at"] or "" for c in changed), default="") or None
+    if not since:
+        watermark = store.newest_cluster_update() or watermark
     delay = timedelta(seconds=DIGEST_PERIOD[settings.digest.mode])
     rows = [{
         "rule": m.rule, "cluster_id": m.cluster_id, "step": m.step, "reason": m.reason,
@@ -251,6 +280,7 @@ class Target:
 
 
 def targets_for(settings: Settings, rule_name: str) -> list[Target]:
+    """Where a rule's alerts go; empty when its channels have no URL (or none is configured yet)."""
     rule = next((r for r in settings.alerts if r.name == rule_name), None)
     if rule is None:
         return []
@@ -279,11 +309,29 @@ def apprise_send(url: str, title: str, body: str) -> str | None:
     return redact(" ".join(captured.getvalue().split())) or "delivery failed"
 
 
-def _digest(rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
+TEST_TITLE = "newsmonitor: test message"
+
+
+def send_test(channel: str, urls: Sequence[str], *, send: Sender = apprise_send) -> list[tuple[Target, str | None]]:
+    """``alerts send-test``: one real delivery to each URL of a channel; (target, error or None) each."""
+    body = (f"A test message from newsmonitor to channel {channel!r}, sent by `newsmonitor alerts send-test`. "
+            "If you read this, alerts for rules that notify this channel reach you here.")
+    results = []
+    for url in urls:
+        target = Target(channel, url)
+        register_apprise_url(url)
+        error = send(url, TEST_TITLE, body)
+        results.append((target, None if error is None else redact(error)))
+    return results
+
+
+def _digest(rows: Sequence[dict[str, Any]], base_url: str | None = None) -> tuple[str, str]:
     if len(rows) == 1:
         return rows[0]["title"], rows[0]["message"]
     title = f"newsmonitor: {len(rows)} new matches"
-    parts = [f"{len(rows)} new matches:"] + [f"- {r['title']}" for r in rows]
+    links = [story_url(base_url, r["cluster_id"]) for r in rows]
+    parts = [f"{len(rows)} new matches:"] + [f"- {r['title']}" + (f": {link}" if link else "")
+                                              for r, link in zip(rows, links, strict=True)]
     for row in rows:
         parts += ["", "=" * 60, row["title"], "", row["message"]]
     return title, "\n".join(parts)
@@ -315,11 +363,12 @@ def deliver(settings: Settings, store: Store, *, now: datetime | None = None, se
         else:
             batches = [rows]
         for batch in batches:
-            _send_batch(target, batch, state, send, now, report)
+            _send_batch(target, batch, state, send, now, report, base_url=settings.web.base_url)
     updates = [(s.row["id"], s.fields(now)) for s in state.values() if s.touched]
     if updates:
         store.update_alerts(updates)
-    report.pending = sum(1 for s in state.values() if not s.complete())
+    report.pending = sum(1 for s in state.values() if s.targets and not s.complete())
+    report.unrouted = sum(1 for s in state.values() if not s.targets)
     return report
 
 
@@ -356,8 +405,8 @@ class _DeliveryState:
 
 
 def _send_batch(target: Target, batch: list[dict[str, Any]], state: dict[int, _DeliveryState], send: Sender,
-                now: datetime, report: AlertReport) -> None:
-    title, body = _digest(batch)
+                now: datetime, report: AlertReport, *, base_url: str | None = None) -> None:
+    title, body = _digest(batch, base_url)
     register_apprise_url(target.url)
     started = time.monotonic()
     error = send(target.url, title, body)
@@ -393,7 +442,7 @@ def run_alerts(settings: Settings, store: Store, *, now: datetime | None = None,
     report.evaluated, report.recorded = evaluate_and_record(settings, store, now=now)
     report.evaluation_seconds = time.monotonic() - started
     if should_stop():
-        report.pending = len(store.undelivered_alerts())
+        report.pending = len(store.undelivered_alerts())  # counted, not sorted by channel: nothing is sent now
         return report
     return deliver(settings, store, now=now, send=send, report=report)
 
@@ -406,11 +455,27 @@ def parse_since(value: str) -> timedelta:
 # -- dry run (``newsmonitor alerts test``) ------------------------------------------------------
 
 
-def resolve_rule(settings: Settings, rule_or_query: str) -> AlertRule:
-    """A configured rule by name, else the argument as a query (a malformed one raises QueryError)."""
-    for rule in settings.alerts:
-        if rule.name == rule_or_query:
-            return rule
+_RULE_NAME = re.compile(r"^[\w.]+(?:[-_][\w.]+)+$")  # sanctuary-cities, ice_raids: a slug, not words
+
+
+def resolve_rule(settings: Settings, rule_or_query: str, *, as_query: bool = False) -> AlertRule:
+    """A configured rule by name, else the argument as a query (a malformed one raises QueryError).
+
+    An argument that looks like a rule's name (a slug, or close to a configured name) but names none
+    is an error naming the closest rule: a mistyped name would otherwise run silently as a query
+    and find nothing. ``as_query`` runs it as a query all the same.
+    """
+    names = [rule.name for rule in settings.alerts]
+    if not as_query:
+        for rule in settings.alerts:
+            if rule.name == rule_or_query:
+                return rule
+        closest = difflib.get_close_matches(rule_or_query, names, n=1, cutoff=0.6)
+        if " " not in rule_or_query.strip() and (_RULE_NAME.match(rule_or_query) or
+                                                 difflib.get_close_matches(rule_or_query, names, n=1, cutoff=0.8)):
+            hint = f"did you mean {closest[0]!r}?" if closest else (
+                f"the rules are: {', '.join(names)}" if names else "no alert rules are configured")
+            raise UnknownRule(f"no alert rule named {rule_or_query!r}; {hint} (--query runs it as a query)")
     parse_query(rule_or_query)
     return AlertRule(name="command-line query", query=rule_or_query, notify=())
 

@@ -7,7 +7,10 @@ exit code 1, never a traceback.
 
 from __future__ import annotations
 
+import csv
+import difflib
 import functools
+import io
 import json
 import logging
 import signal
@@ -15,24 +18,27 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import click
 from pydantic import ValidationError
 
 from monitor import __version__
-from monitor.alerts import dry_run, parse_since, resolve_rule
+from monitor.alerts import dry_run, parse_since, resolve_rule, send_test, story_url, targets_for
 from monitor.control import Applied, FeedRow, ask_enable, feed_rows, reload_daemon
 from monitor.errors import MonitorError, StoreError
 from monitor.feedsfile import OpmlFeed, add_feeds, find_feed, read_opml, remove_feed, set_feed_option, write_opml
 from monitor.intervals import PollInterval, poll_interval
 from monitor.lock import InstanceLock, running_pid
 from monitor.logs import configure_logging
+from monitor.query import lowercase_operators
 from monitor.redact import redact, register_settings
 from monitor.settings import DEFAULT_CONFIG, FeedConfig, Settings, describe_validation_error, load_settings
 from monitor.status import StatusReport, status_report
-from monitor.store import Store
+from monitor.store import Store, iso
 from monitor.web import datasette_command
 from monitor.web import serve as serve_datasette
 
@@ -325,22 +331,50 @@ def feeds_export(ctx: click.Context) -> None:
     click.echo(write_opml(_settings(ctx).feeds), nl=False)
 
 
+CLUSTER_COLUMNS = ("id", "title", "size", "articles", "sources", "first_seen", "last_seen", "keywords", "url")
+
+
 @cli.command()
 @click.option("--limit", default=20, show_default=True, help="How many clusters.")
+@click.option("--since", help="Only clusters last seen this recently: 90m, 12h, 7d.")
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="Output CSV (a header row, then one row per cluster).")
 @click.pass_context
 @_fail_cleanly
-def clusters(ctx: click.Context, limit: int) -> None:
-    """The latest clusters with their sizes and titles."""
+def clusters(ctx: click.Context, limit: int, since: str | None, as_json: bool, as_csv: bool) -> None:
+    """The latest clusters (stories) with their sizes and titles, last seen first."""
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: choose one")
     settings = _settings(ctx)
+    cutoff = iso(datetime.now(UTC) - _since(since)) if since else None
+    base_url = settings.web.base_url
     with Store.open(settings.database) as store:
-        rows = store.latest_clusters(limit)
+        rows = [row | {"keywords": json.loads(row["keywords"] or "[]"), "url": story_url(base_url, row["id"])}
+                for row in store.latest_clusters(limit, since=cutoff)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if as_csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, CLUSTER_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(row | {"keywords": "; ".join(row["keywords"])} for row in rows)
+        click.echo(buffer.getvalue(), nl=False)
+        return
     if not rows:
-        click.echo("no clusters yet: run `newsmonitor run --once`")
+        click.echo(f"no clusters seen in the last {since}" if since
+                   else "no clusters yet: run `newsmonitor run --once`")
     for row in rows:
-        keywords = json.loads(row["keywords"] or "[]")
-        flag = f"  [tracked: {', '.join(keywords)}]" if keywords else ""
+        flag = f"  [tracked: {', '.join(row['keywords'])}]" if row["keywords"] else ""
         click.echo(f"#{row['id']}  {row['size']} articles, {row['sources']} sources, "
                    f"last seen {row['last_seen']}: {row['title']}{flag}")
+
+
+def _since(value: str) -> timedelta:
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
 
 
 @cli.command()
@@ -411,16 +445,16 @@ def alerts() -> None:
 @alerts.command("test")
 @click.argument("rule_or_query")
 @click.option("--since", default="7d", show_default=True, help="How far back to look: 90m, 12h, 7d.")
+@click.option("--query", "as_query", is_flag=True, help="Run the argument as a query even if it looks like a name.")
 @click.pass_context
 @_fail_cleanly
-def alerts_test(ctx: click.Context, rule_or_query: str, since: str) -> None:
+def alerts_test(ctx: click.Context, rule_or_query: str, since: str, as_query: bool) -> None:
     """What a configured rule (by name) or a query would have fired on; sends and writes nothing."""
     settings = _settings(ctx)
-    try:
-        window = parse_since(since)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
-    rule = resolve_rule(settings, rule_or_query)
+    window = _since(since)
+    rule = resolve_rule(settings, rule_or_query, as_query=as_query)
+    for warning in lowercase_operators(rule.query):
+        click.echo(f"warning: {warning}", err=True)
     with Store.open(settings.database) as store:
         matches = dry_run(settings, store, rule, since=window)
     click.echo(f"{rule.name}: {len(matches)} matching clusters seen in the last {since}")
@@ -430,34 +464,63 @@ def alerts_test(ctx: click.Context, rule_or_query: str, since: str) -> None:
         click.echo(f"    matched: {', '.join(match.matched_terms)}")
 
 
+@alerts.command("send-test")
+@click.argument("channel")
+@click.pass_context
+@_fail_cleanly
+def alerts_send_test(ctx: click.Context, channel: str) -> None:
+    """Send a test message to every URL of a channel, now, and say how each delivery went."""
+    settings = _settings(ctx)
+    if channel not in settings.channels:
+        close = difflib.get_close_matches(channel, list(settings.channels), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else (
+            f" (channels: {', '.join(settings.channels)})" if settings.channels else
+            "; no channels are configured: add one under `channels:` in the config")
+        raise click.ClickException(f"no channel named {channel!r}{hint}")
+    urls = settings.channels[channel]
+    if not urls:
+        raise click.ClickException(f"channel {channel!r} has no URL")
+    failed = 0
+    for target, error in send_test(channel, urls):
+        parts = urlsplit(target.url)
+        shown = redact(f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}")
+        click.echo(f"{channel}: {shown}: sent" if error is None else f"{channel}: {shown}: FAILED: {error}")
+        failed += error is not None
+    if failed:
+        raise click.ClickException(f"{failed} of {len(urls)} deliveries failed")
+
+
 @alerts.command("list")
 @click.option("--limit", default=20, show_default=True, help="How many alerts, newest first.")
 @json_option
 @click.pass_context
 @_fail_cleanly
 def alerts_list(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """Recent alerts with their delivery status."""
+    """Recent alerts with their delivery status (also those kept because no channel is configured)."""
     settings = _settings(ctx)
     with Store.open(settings.database) as store:
         rows = [{k: redact(v) for k, v in r.items()} for r in store.recent_alerts(limit)]
+    for row in rows:
+        row["matched_terms"] = json.loads(row["matched_terms"] or "[]")
+        row["delivered_to"] = json.loads(row["delivered_to"] or "[]")
+        row["story_url"] = story_url(settings.web.base_url, row["cluster_id"])
+        if row["delivered_at"]:
+            row["status"] = f"delivered {row['delivered_at']} ({row['attempts']} attempts)"
+        elif not targets_for(settings, row["rule"]):
+            row["status"] = "not sent: no channel to send to (add one under `channels:`; it is sent then)"
+        else:
+            error = f", last error: {row['last_error']}" if row["last_error"] else ""
+            row["status"] = f"pending, {row['attempts']} attempts, next {row['next_attempt']}{error}"
     if as_json:
-        for row in rows:
-            row["matched_terms"] = json.loads(row["matched_terms"] or "[]")
-            row["delivered_to"] = json.loads(row["delivered_to"] or "[]")
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         click.echo("no alerts yet")
     for row in rows:
-        if row["delivered_at"]:
-            status = f"delivered {row['delivered_at']} ({row['attempts']} attempts)"
-        else:
-            error = f", last error: {row['last_error']}" if row["last_error"] else ""
-            status = f"pending, {row['attempts']} attempts, next {row['next_attempt']}{error}"
-        terms = ", ".join(json.loads(row["matched_terms"] or "[]"))
         click.echo(f"#{row['id']}  {row['created']}  {row['rule']}  cluster #{row['cluster_id']} "
-                   f"({row['reason']}): {status}")
-        click.echo(f"    {row['cluster_title']}  [matched: {terms}]")
+                   f"({row['reason']}): {row['status']}")
+        click.echo(f"    {row['cluster_title']}  [matched: {', '.join(row['matched_terms'])}]"
+                   + (f"  {row['story_url']}" if row["story_url"] else ""))
 
 
 def main() -> None:

@@ -320,6 +320,23 @@ class _Parser:
         return "the end of the query" if token.kind == "END" else f"'{token.value}'"
 
 
+def lowercase_operators(text: str) -> list[str]:
+    """Warnings for ``and``/``or``/``not`` written in lower case: they are searched as words, not operators.
+
+    'ICE or weather' finds stories with all three words, which is rarely what was meant. A quoted
+    "or" is a deliberate word and is not warned about; a malformed query gets its own error instead.
+    """
+    try:
+        tokens = _lex(text)
+    except QueryError:
+        return []
+    return [f"{token.value!r} at position {token.position + 1} is searched as a word; for the operator write "
+            f"{token.value.upper()} (upper-case); to search the word, quote it: \"{token.value}\""
+            for token in tokens
+            if token.kind == "WORD" and token.field is None and token.value.upper() in _OPERATORS
+            and token.value != token.value.upper()]
+
+
 def parse_query(text: str, *, rule: str | None = None) -> Query:
     """Parse ``text``; a malformed query raises :class:`~monitor.errors.QueryError` naming ``rule`` and the position.
 

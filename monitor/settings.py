@@ -198,6 +198,16 @@ class WebSettings(_Frozen):
     max_value_bytes: int = Field(2_000_000, ge=1000, description="Longest string or blob one query may make or read "
                                                                  "(SQLite's SQLITE_LIMIT_LENGTH).")
     max_result_mb: int = Field(50, ge=1, description="Total size of the values one query may return, MB.")
+    base_url: str | None = Field(None, description="Where readers reach the web interface, e.g. "
+                                                   "https://news.example.org: alert messages and digests link "
+                                                   "each story's page <base_url>/-/cluster/<id>; null: no link.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value.strip()):
+            raise ValueError(f"expected an http(s) address such as https://news.example.org, got {value!r}")
+        return None if value is None else value.strip().rstrip("/")
 
 
 def _check_apprise_url(channel: str, url: str) -> None:
@@ -256,7 +266,8 @@ class Settings(_Frozen):
             if names.count(rule.name) > 1:
                 raise PydanticCustomError("rule_name", "alert rule name {name} is used twice",
                                           {"name": repr(rule.name)})
-            missing = [c for c in rule.notify if channels is not None and c not in channels]
+            # With no channel at all (a fresh install), alerts are recorded and listed, not sent.
+            missing = [c for c in rule.notify if channels and c not in channels]
             if missing:
                 raise PydanticCustomError(
                     "unknown_channel", "alert rule {rule} notifies unknown channel {channel} (channels: {known})",

@@ -348,10 +348,12 @@ class Store:
         with self.transaction():
             return self._insert("runs", row).lastrowid
 
-    def latest_clusters(self, limit: int = 20) -> list[dict[str, Any]]:
+    def latest_clusters(self, limit: int = 20, *, since: str | None = None) -> list[dict[str, Any]]:
+        """Live clusters, last seen first; ``since``: only those last seen at or after it."""
         return list(self.db.query(
             "SELECT id, title, size, articles, sources, first_seen, last_seen, keywords FROM clusters "
-            "WHERE merged_into IS NULL ORDER BY last_seen DESC, id DESC LIMIT ?", [limit]))
+            "WHERE merged_into IS NULL AND last_seen >= ? ORDER BY last_seen DESC, id DESC LIMIT ?",
+            [since or "", limit]))
 
     def count(self, table: str) -> int:
         return self.db[table].count
@@ -381,6 +383,10 @@ class Store:
         if since is None:
             return list(self.db.query(sql + " ORDER BY id"))
         return list(self.db.query(sql + f" AND {column} >= ? ORDER BY id", [since]))
+
+    def newest_cluster_update(self) -> str | None:
+        """Where a first alert evaluation leaves the watermark: every cluster so far counts as seen."""
+        return self.db.execute("SELECT MAX(updated_at) FROM clusters").fetchone()[0]
 
     def cluster_articles(self, cluster_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
         """The articles of each cluster, with their feed's name and tags (for rule filters and links)."""

@@ -67,11 +67,12 @@ def attempts(server: HTTPServer, path: str = "/hook") -> int:
     return sum(1 for request, _ in server.log if request.path == path)
 
 
-def make_settings(tmp_path: Any, *, rules: list[dict[str, Any]], channels: dict[str, Any],
-                  digest: str = "immediate") -> Settings:
+def make_settings(tmp_path: Any, *, rules: list[dict[str, Any]], channels: dict[str, Any] | None,
+                  digest: str = "immediate", **extra: Any) -> Settings:
+    """``channels=None`` leaves the key out: no channel configured at all."""
     return settings_from_mapping({
-        "database": "monitor.db", "seeds_dir": None, "alerts": rules, "channels": channels,
-        "digest": {"mode": digest},
+        "database": "monitor.db", "seeds_dir": None, "alerts": rules, "digest": {"mode": digest},
+        **({} if channels is None else {"channels": channels}), **extra,
     }, path=tmp_path / "monitor.yaml")
 
 

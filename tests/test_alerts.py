@@ -15,7 +15,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from monitor.alerts import evaluate, evaluate_and_record, run_alerts
+from monitor.alerts import CHUNK, evaluate, evaluate_and_record, run_alerts
 from monitor.errors import ConfigError
 from monitor.settings import settings_from_mapping
 from monitor.store import Store
@@ -302,7 +302,62 @@ def test_alerts_without_channel_urls_are_recorded_and_wait(tmp_path: Path, store
     settings = make_settings(tmp_path, rules=[rule()], channels={"default": []})
     StoryWriter(store).add(1, source="a", title=BORDER, text=BORDER_TEXT)
     report = run_alerts(settings, store, now=NOW)
-    assert (report.recorded, report.messages_sent, report.pending) == (1, 0, 1)
+    assert (report.recorded, report.messages_sent, report.pending, report.unrouted) == (1, 0, 0, 1)
+
+
+def test_with_no_channel_configured_alerts_are_recorded_and_listed_not_sent(tmp_path: Path, store: Store) -> None:
+    settings = make_settings(tmp_path, rules=[rule()], channels=None)  # notify: [default], and no channels key
+    StoryWriter(store).add(1, source="a", title=BORDER, text=BORDER_TEXT)
+    report = run_alerts(settings, store, now=NOW)
+    assert (report.recorded, report.messages_sent, report.failures, report.unrouted) == (1, 0, 0, 1)
+    assert "1 with no channel to send to (add one under `channels:`" in report.summary()
+    assert [a["rule"] for a in store.undelivered_alerts()] == ["sanctuary-cities"]
+
+
+def test_messages_and_digests_link_the_story_page(tmp_path: Path, store: Store, hook: HTTPServer) -> None:
+    settings = make_settings(tmp_path, rules=[rule()], channels={"default": json_url(hook)}, digest="hourly",
+                             web={"base_url": "https://news.example.org/monitor/"})
+    stories = StoryWriter(store)
+    stories.add(1, source="a", title=BORDER, text=BORDER_TEXT)
+    stories.add(2, source="b", title="ICE agents in sanctuary cities", text="Border patrol and ICE again.")
+    run_alerts(settings, store, now=NOW)
+    run_alerts(settings, store, now=NOW + timedelta(hours=2))
+    [digest] = posted(hook)
+    assert "https://news.example.org/monitor/-/cluster/1" in digest["message"]
+    assert f"- [sanctuary-cities] {BORDER}: https://news.example.org/monitor/-/cluster/1" in digest["message"]
+    assert "Story page: https://news.example.org/monitor/-/cluster/2" in digest["message"]
+
+
+class CountingStore(Store):
+    """The real store; it notes how many clusters' articles each read asked for."""
+
+    reads: list[int]
+
+    def cluster_articles(self, cluster_ids):  # type: ignore[no-untyped-def]
+        self.reads.append(len(cluster_ids))
+        return super().cluster_articles(cluster_ids)
+
+
+def test_the_first_evaluation_looks_back_seven_days_and_reads_clusters_in_chunks(tmp_path: Path) -> None:
+    """A database with history and no saved evaluation point: only stories active in the documented
+    look-back fire, and no more than CHUNK clusters' texts are read at once."""
+    store = CountingStore.open(tmp_path / "history.db")
+    store.reads = []
+    stories = StoryWriter(store)
+    for n in range(1, 501):  # 500 matching stories, one a day back from NOW
+        when = (NOW - timedelta(days=n - 1, hours=1)).isoformat()
+        stories.add(n, source=f"outlet-{n}", title=f"{BORDER} ({n})", text=BORDER_TEXT, when=when)
+    settings = make_settings(tmp_path, rules=[rule()], channels=None)
+    evaluated, recorded = evaluate_and_record(settings, store, now=NOW)
+    assert (evaluated, recorded) == (7, 7)  # last seen within 7 days: stories 1..7, not 500
+    assert {a["cluster_id"] for a in store.undelivered_alerts()} == set(range(1, 8))
+    assert store.alert_watermark() == store.newest_cluster_update()  # all history counts as seen
+    evaluated, recorded = evaluate_and_record(settings, store, now=NOW)  # the watermark's second is looked at
+    assert evaluated <= 7 and recorded == 0  # again, but no story older than the look-back, and nothing twice
+    store.reads.clear()
+    dry = evaluate(settings, store, store.clusters_since(None), ignore_previous=True)  # all 500, as a dry run
+    assert len(dry) == 500 and max(store.reads) <= CHUNK and sum(store.reads) == 500
+    store.close()
 
 
 @pytest.mark.parametrize(("config", "expected"), [

@@ -108,28 +108,74 @@ def test_a_malformed_rule_stops_start_up_naming_rule_and_position(tmp_path: Path
     assert not (tmp_path / "monitor.db").exists()
 
 
-def test_the_shipped_config_runs_offline_and_keeps_the_alert_for_retry(tmp_path: Path) -> None:
-    """The shipped channel points at a local port; with nothing listening there, the pass still succeeds quickly.
+def test_the_shipped_config_records_the_seed_alert_without_a_channel_and_sends_it_once_one_is_added(
+        tmp_path: Path, hook: HTTPServer) -> None:
+    """Out of the box no channel is configured (no fixed local port): the alert is recorded and listed;
+    `alerts send-test` reaches a channel once it is added, and the waiting alert is sent then."""
+    shipped_text = (ROOT / "config" / "monitor.yaml").read_text(encoding="utf-8")
+    shipped = YAML(typ="safe", pure=True).load(shipped_text)
+    assert "channels" not in shipped and "127.0.0.1" not in shipped_text.split("# channels:")[0]
+    assert [r["name"] for r in shipped["alerts"]] == ["sanctuary-cities"] and shipped["alerts"][0]["query"] == SANCTUARY
+    shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
+    path = tmp_path / "monitor.yaml"
+    path.write_text(shipped_text.replace("../data/monitor.db", "monitor.db").replace("../seeds", "seeds"),
+                    encoding="utf-8")
+    code, output = invoke(path, "run", "--once")
+    assert code == 0, output
+    assert ("alerts: 1 new, 0 delivered in 0 messages, 0 failed deliveries, 0 pending, 1 with no channel to send "
+            "to (add one under `channels:`") in output
+    code, output = invoke(path, "alerts", "list")
+    assert "sanctuary-cities  cluster #1" in output and "not sent: no channel to send to" in output
+    code, output = invoke(path, "alerts", "send-test", "default")
+    assert code == 1 and "no channels are configured: add one under `channels:`" in output
 
-    The test points it at an ephemeral port it holds bound but not listening: connections are refused,
-    and nothing else on the machine can take that port meanwhile.
-    """
-    shipped = YAML(typ="safe", pure=True).load((ROOT / "config" / "monitor.yaml").read_text())
-    assert [r["name"] for r in shipped["alerts"]] == ["sanctuary-cities"]
-    assert shipped["alerts"][0]["query"] == SANCTUARY
-    assert shipped["channels"]["default"] == ["json://127.0.0.1:8099/hook"]
-    with socket.socket() as closed:
+    with path.open("a", encoding="utf-8") as config:
+        config.write(f"channels:\n  default: [{json_url(hook)}]\n")
+    code, output = invoke(path, "alerts", "send-test", "default")
+    assert code == 0 and f"default: json://127.0.0.1:{hook.port}: sent" in output, output
+    [test_message] = posted(hook)
+    assert test_message["title"] == "newsmonitor: test message" and "'default'" in test_message["message"]
+    code, output = invoke(path, "run", "--once")
+    assert "alerts: 0 new, 1 delivered in 1 messages" in output
+    assert posted(hook)[1]["title"].startswith("[sanctuary-cities] ")
+
+
+def test_send_test_reports_a_failed_delivery_and_an_unknown_channel(config: Path) -> None:
+    with socket.socket() as closed:  # bound, never listening: the connection is refused
         closed.bind(("127.0.0.1", 0))
-        shipped |= {"database": "monitor.db", "seeds_dir": "seeds", "feeds": [],
-                    "channels": {"default": [f"json://127.0.0.1:{closed.getsockname()[1]}/hook"]}}
-        shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
-        path = tmp_path / "monitor.yaml"
-        YAML(typ="safe", pure=True).dump(shipped, path)
-        code, output = invoke(path, "run", "--once")
-        assert code == 0, output
-        assert "alerts: 1 new, 0 delivered in 0 messages, 1 failed deliveries, 1 pending" in output
-        code, output = invoke(path, "alerts", "list")
-        assert "pending, 1 attempts" in output and "Connection error" in output
+        refused = f"json://127.0.0.1:{closed.getsockname()[1]}/hook"
+        path = write_config(config.parent, alerts=[RULE], channels={"default": [refused], "team": []},
+                            log_level="WARNING")
+        code, output = invoke(path, "alerts", "send-test", "default")
+    assert code == 1 and f"default: {refused.removesuffix('/hook')}: FAILED:" in output
+    assert "1 of 1 deliveries failed" in output
+    code, output = invoke(path, "alerts", "send-test", "defualt")
+    assert code == 1 and "no channel named 'defualt'; did you mean 'default'?" in output
+    code, output = invoke(path, "alerts", "send-test", "team")
+    assert code == 1 and "channel 'team' has no URL" in output
+
+
+def test_alerts_test_guards_against_lower_case_operators_and_mistyped_rule_names(config: Path) -> None:
+    assert invoke(config, "run", "--once")[0] == 0
+    result = CliRunner().invoke(cli, ["--config", str(config), "alerts", "test", "Albence or weather"])
+    assert result.exit_code == 0
+    assert ("warning: 'or' at position 9 is searched as a word; for the operator write OR (upper-case); "
+            'to search the word, quote it: "or"') in result.stderr
+    assert "command-line query: 0 matching clusters" in result.stdout
+    assert "1 matching clusters" in invoke(config, "alerts", "test", "Albence OR weather")[1]
+
+    code, output = invoke(config, "alerts", "test", "sanctuary-citys")
+    assert code == 1
+    assert "no alert rule named 'sanctuary-citys'; did you mean 'sanctuary-cities'? (--query runs it" in output
+    code, output = invoke(config, "alerts", "test", "sanctuary-citys", "--query")
+    assert code == 0 and "command-line query: 0 matching clusters" in output
+
+
+def test_a_rule_is_dry_run_with_no_channel_configured(tmp_path: Path, seeds_dir: Path) -> None:
+    path = write_config(tmp_path, alerts=[RULE], log_level="WARNING")  # notify: [default], no channels at all
+    assert invoke(path, "run", "--once")[0] == 0
+    code, output = invoke(path, "alerts", "test", "sanctuary-cities")
+    assert code == 0 and "sanctuary-cities: 1 matching clusters seen in the last 7d" in output
 
 
 def test_the_daemon_sends_the_seed_alert_right_after_ingesting(config: Path, hook: HTTPServer) -> None:

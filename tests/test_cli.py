@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -95,6 +99,27 @@ def test_run_once_then_clusters(tmp_path: Path, seeds_dir: Path, web: HTTPServer
     assert "2 new articles (2 from seeds), 0 feeds ok, 1 failed; 2 articles in 1 clusters" in result.output
     listing = invoke(config, "clusters", "--limit", "5").output.strip().splitlines()
     assert len(listing) == 1 and listing[0].startswith("#1  2 articles, 2 sources")
+
+
+def test_clusters_as_json_csv_and_since(tmp_path: Path, seeds_dir: Path) -> None:
+    config = write_config(tmp_path, keywords=["border patrol"], web={"base_url": "https://news.example.org"})
+    assert invoke(config, "run", "--once").exit_code == 0
+    [story] = json.loads(invoke(config, "clusters", "--json").output)
+    assert (story["id"], story["size"], story["sources"]) == (1, 2, 2)
+    assert "border patrol" in story["keywords"] and story["url"] == "https://news.example.org/-/cluster/1"
+    rows = list(csv.DictReader(io.StringIO(invoke(config, "clusters", "--csv").output)))
+    assert len(rows) == 1 and rows[0]["title"] == story["title"] and rows[0]["size"] == "2"
+    assert "border patrol" in rows[0]["keywords"].split("; ")
+    age = datetime.now(UTC) - datetime.fromisoformat(story["last_seen"])
+    recent = f"{age.days + 2}d"
+    assert json.loads(invoke(config, "clusters", "--json", "--since", recent).output) == [story]
+    older = f"{max(age.days - 2, 1)}d" if age.days > 3 else None
+    if older:  # the seed story was last seen before that
+        assert invoke(config, "clusters", "--since", older).output == f"no clusters seen in the last {older}\n"
+    result = CliRunner().invoke(cli, ["--config", str(config), "clusters", "--json", "--csv"])
+    assert result.exit_code == 2 and "choose one" in result.output
+    result = CliRunner().invoke(cli, ["--config", str(config), "clusters", "--since", "lately"])
+    assert result.exit_code == 2 and "--since" in result.output
 
 
 def test_python_dash_m_monitor_works(tmp_path: Path) -> None:

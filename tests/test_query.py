@@ -114,3 +114,13 @@ def test_errors_give_the_position(query: str, position: int, reason: str) -> Non
     assert "alert rule 'my-rule'" in str(error)
     caret_line = str(error).splitlines()[-1]
     assert caret_line.index("^") - 4 == position
+
+
+def test_lower_case_operators_are_warned_about_unless_quoted_or_scoped() -> None:
+    from monitor.query import lowercase_operators
+
+    [warning] = lowercase_operators("ICE or weather")
+    assert warning.startswith("'or' at position 5 is searched as a word; for the operator write OR")
+    assert [w.split(" at ")[0] for w in lowercase_operators("a and b Not c")] == ["'and'", "'Not'"]
+    assert lowercase_operators('ICE OR "or" OR title:and') == []
+    assert lowercase_operators("\"unterminated or") == []  # a malformed query gets its error, not a warning
