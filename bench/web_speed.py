@@ -146,7 +146,7 @@ def pages(database: str, latest_story: int, biggest_story: int) -> dict[str, str
         "articles: common-word search": f"/{database}/articles?_search=government",
         "clusters table": f"/{database}/clusters",
         "latest_clusters query": f"/{database}/latest_clusters",
-        "alerts table": f"/{database}/alerts",
+        "alerts query": f"/{database}/alerts",
     }
 
 

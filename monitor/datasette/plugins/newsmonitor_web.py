@@ -343,7 +343,7 @@ def alerts_sql(columns: list[str]) -> str:
         select.append(f"case when al.delivered_at is not null then 'delivered'{retrying} "
                       "else 'pending' end as delivery")
     order = "al.id desc" if "id" in columns else "al.rowid desc"
-    return f"select {', '.join(select)} from alerts al{join} order by {order} limit 500"
+    return f"select {', '.join(select)} from alerts al{join} order by {order} limit 100"
 
 
 def feed_health_sql(columns: list[str]) -> str:
@@ -369,7 +369,8 @@ def canned_queries(datasette: Any, database: str) -> Any:
         if await db.table_exists("alerts"):
             queries["alerts"] = {
                 "title": "Alerts and their delivery",
-                "description": "Alerts fired by the rules in the config, newest first: delivered, retrying or pending.",
+                "description": "The 100 newest alerts fired by the rules in the config: delivered, retrying or "
+                               "pending (the inbox at /-/alerts pages through them all).",
                 "sql": alerts_sql(await db.table_columns("alerts")),
                 "hide_sql": True,
             }
