@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from monitor.errors import QueryError
-from monitor.query import And, Leaf, Node, Not, Or, Query, parse_query
+from monitor.query import And, Leaf, Node, Not, Or, Query, lowercase_operators, parse_query
 
 PAGE_SIZE = 25
 #: Period choices of the story list: the key is what the URL carries.
@@ -315,12 +315,14 @@ def story_page(conn: sqlite3.Connection, filters: StoryFilters, *, now: datetime
                page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """The stories matching ``filters``, one page of them with everything the list shows.
 
-    Returns ``stories``, ``total``, ``pages`` and, for a bad search query, ``error`` (a
+    Returns ``stories``, ``total``, ``pages``, ``warnings`` (``and``/``or``/``not`` written in lower case,
+    searched as words as in alert rules) and, for a bad search query, ``error`` (a
     :class:`~monitor.errors.QueryError`'s text, with the position of the fault).
     """
     where = ["c.merged_into IS NULL"]
     params: list[Any] = []
-    result: dict[str, Any] = {"stories": [], "total": 0, "pages": 0, "error": None, "order": filters.order}
+    result: dict[str, Any] = {"stories": [], "total": 0, "pages": 0, "error": None, "order": filters.order,
+                              "warnings": lowercase_operators(filters.q) if filters.q else []}
     period = PERIODS.get(filters.period, ("", None))[1]
     if period is not None:
         where.append("c.last_seen >= ?")

@@ -208,6 +208,10 @@ def test_filter_urls_are_short_and_shareable(server: httpx.Client) -> None:
 def test_search_box_opens_stories_and_says_what_is_wrong(server: httpx.Client) -> None:
     html = server.get("/", params={"q": "earthquake OR Norway"}).text
     assert story_ids(html) == [QUAKE] and "3 matching articles" in html
+    assert 'data-testid="search-warning"' not in html
+    lower = server.get("/", params={"q": "earthquake or volcano"}).text
+    assert story_ids(lower) == [] and 'data-testid="search-warning"' in lower  # three words, as in a rule
+    assert "&#39;or&#39; at position 12 is searched as a word" in lower
     assert story_ids(server.get("/", params={"q": "cret*"}).text) == [QUAKE]
     bad = server.get("/", params={"q": "earthquake AND (Norway"})
     assert bad.status_code == 200 and 'data-testid="search-error"' in bad.text
