@@ -26,6 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from monitor.cluster_params import ClusterParams
+from monitor.config_errors import describe_validation_error
 from monitor.errors import ConfigError, QueryError
 from monitor.query import parse_query
 from monitor.redact import register, register_apprise_url, url_secrets
@@ -301,20 +302,6 @@ def read_yaml(path: Path) -> Any:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"invalid YAML{where}: {problem}", file=str(path)) from None
-
-
-def describe_validation_error(exc: ValidationError) -> tuple[str, str]:
-    """The first offending key (dotted, with list indexes) and a message covering all errors."""
-    parts = []
-    first_key = ""
-    for error in exc.errors():
-        key = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        first_key = first_key or key
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        parts.append(f"{key}: {message}")
-    return first_key, "; ".join(parts)
 
 
 def settings_from_mapping(data: Any, *, path: Path | None = None) -> Settings:

@@ -103,3 +103,31 @@ def test_every_config_key_is_documented_in_the_readme() -> None:
         elif f"`{name}`" not in readme:
             missing.append(name)
     assert not missing, f"README's configuration table lacks: {missing}"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("keywords: 5\n", "keywords: expected a list, e.g. [a, b] or one '- item' per line, got 5"),
+    ("digest: {mode: weekly}\n", "digest.mode: 'weekly' is not allowed; use one of immediate, hourly, daily"),
+    ("log_format: yaml\n", "log_format: 'yaml' is not allowed; use one of text, json"),
+    ("databse: m.db\n", "databse: unknown key; did you mean database?"),
+    ("fetch: {timout: 3}\n", "fetch.timout: unknown key; did you mean timeout?"),
+    ("web: {colour: red}\n", "web.colour: unknown key; allowed here: allow_sql, max_returned_rows"),
+    ("fetch: {timeout: 0}\n", "fetch.timeout: must be more than 0, got 0"),
+    ("fetch: {concurrency: many}\n", "fetch.concurrency: expected a whole number, got 'many'"),
+    ("fetch: 5\n", "fetch: expected a mapping of keys to values (key: value lines), got 5"),
+    ("feeds: [{name: x}]\n", "feeds.0.url: missing: this key is required here"),
+    ("feeds: [{url: 'https://a.example', interval: -5}]\n", "feeds.0.interval: a duration must be positive, got -5"),
+    ("feeds: [{url: 'https://a.example', adaptive: maybe}]\n", "feeds.0.adaptive: expected true or false, got 'maybe'"),
+    ("feeds: [{url: 'https://a.example', tags: politics}]\n",
+     "feeds.0.tags: expected a list, e.g. [a, b] or one '- item' per line, got 'politics'"),
+    ("alerts: [{name: '', query: x}]\n", "alerts.0.name: must not be empty, got ''"),
+    ("alerts: [{name: a, query: x, min_sources: 0}]\n", "alerts.0.min_sources: must be at least 1, got 0"),
+    ("web: {base_url: news}\n",
+     "web.base_url: expected an http(s) address such as https://news.example.org, got 'news'"),
+    ("cluster: {threshold: high}\n", "cluster.threshold: expected a number, got 'high'"),
+])
+def test_config_errors_name_the_key_the_value_and_what_is_allowed(tmp_path: Path, text: str, expected: str) -> None:
+    message = config_error(tmp_path, text)
+    assert expected in message
+    for library_words in ("Input should", "String should", "valid tuple", "Value error,", "pattern"):
+        assert library_words not in message
