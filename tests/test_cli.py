@@ -136,3 +136,29 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         assert command.help, name
     for command in commands:
         assert f"newsmonitor {command}" in readme, f"README does not document `newsmonitor {command}`"
+
+
+TEST_TOOLS = {"pytest", "pytest_httpserver", "pytest_timeout", "playwright", "aiosmtpd", "ruff", "sklearn"}
+
+
+def test_make_run_installs_the_runtime_only_and_make_test_adds_the_test_tools(tmp_path: Path) -> None:
+    """`make -n` prints what each target would run on a machine without the virtualenv."""
+    venv = tmp_path / ".venv"
+    run = subprocess.run(["make", "-n", "run", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True)
+    installs = [line for line in run.stdout.splitlines() if "pip install" in line and "--upgrade pip" not in line]
+    assert installs == [f"{venv}/bin/pip install --progress-bar on -e ."]  # no --quiet: pip shows its progress
+    test = subprocess.run(["make", "-n", "test", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
+                          check=True)
+    assert f"{venv}/bin/pip install --progress-bar on -e '.[test]'" in test.stdout
+    assert "python3-venv" in run.stdout  # a fresh Debian without it is told what to install
+
+
+def test_the_package_imports_no_test_tool() -> None:
+    """`make run` leaves the test extras out, so nothing under monitor/ may need them."""
+    imported = set()
+    for path in (ROOT / "monitor").rglob("*.py"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] in ("import", "from"):
+                imported.add(words[1].split(".")[0])
+    assert not imported & TEST_TOOLS
