@@ -41,7 +41,7 @@ from bench.cluster_scale import load_texts
 from bench.cluster_scale import stream as synthetic_stream
 from bench.stream_site import plan_reports
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
-from monitor.cluster.joining import FEATURES, JoinModel
+from monitor.cluster.joining import FEATURES, FITTED, JoinModel
 
 Stream = list[Item]
 Row = tuple[int, bool, dict[str, float]]  # (doc topic, best cluster is its event, evidence)
@@ -149,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--date-seeds", type=int, default=3, help="dated plans for the fit (seeds 100...)")
     ap.add_argument("--undated", type=int, default=4, help="undated shuffles for the fit (seeds 100...)")
     ap.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength")
-    ap.add_argument("--features", default=",".join(FEATURES), help="comma-separated, of joining.FEATURES")
+    ap.add_argument("--features", default=",".join(name for name, _ in FITTED.weights),
+                    help=f"comma-separated, of: {', '.join(FEATURES)} (default: those of joining.FITTED)")
     ap.add_argument("--folds-only", action="store_true", help="skip the final fit's online figures")
     args = ap.parse_args(argv)
     if not (args.data / "ecb-plus" / "ECB+").is_dir():
