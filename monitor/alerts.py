@@ -46,6 +46,7 @@ MAX_LINKS = 10
 NEW_RULE_LOOKBACK = timedelta(days=7)  # a new rule, or a first evaluation, looks at stories active this recently
 CHUNK = 200  # clusters whose articles are read and indexed at once: memory is bounded whatever the backlog
 
+
 class UnknownRule(MonitorError):
     """``alerts test NAME``: NAME looks like a rule's name but no rule has it."""
 
@@ -234,8 +235,11 @@ def evaluate_and_record(settings: Settings, store: Store, *, now: datetime | Non
     # The first evaluation of a database looks back NEW_RULE_LOOKBACK, as a new rule does, not at all history.
     # The watermark's own second is looked at again (``>=``), except stories last seen before the look-back:
     # those were looked at already, or left out on purpose by a first evaluation.
-    changed = [c for c in store.clusters_since(since) if c["updated_at"] != since or (c["last_seen"] or "") >= recent] \
-        if since else store.clusters_since(recent, column="last_seen")
+    if since:
+        changed = [c for c in store.clusters_since(since)
+                   if c["updated_at"] != since or (c["last_seen"] or "") >= recent]
+    else:
+        changed = store.clusters_since(recent, column="last_seen")
     known = store.known_alert_rules()
     new_rules = [r for r in settings.alerts if r.name not in known]
     matches = evaluate(settings, store, changed, rules=[r for r in settings.alerts if r.name in known])

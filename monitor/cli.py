@@ -143,6 +143,7 @@ def _summary(report: PassReport, store: Store) -> str:
 def run(ctx: click.Context, once: bool, due_only: bool) -> None:
     """Run the monitor: a daemon until SIGTERM/SIGINT, or a single pass with --once."""
     settings = _settings(ctx)
+    _warn_about_rules(settings)
     stop = _stop_on_signals()
     if not once:
         from monitor.scheduler import run_daemon  # the stages load only for the commands that run them
@@ -151,6 +152,13 @@ def run(ctx: click.Context, once: bool, due_only: bool) -> None:
         return
     with InstanceLock(settings.database):
         _run_once(ctx, settings, stop, due_only=due_only)
+
+
+def _warn_about_rules(settings: Settings) -> None:
+    """A rule with a lower-case 'or' is valid but rarely meant: say so where the daemon's log shows it."""
+    for rule in settings.alerts:
+        for warning in lowercase_operators(rule.query):
+            logging.getLogger("monitor.alerts").warning("alert rule %r: %s", rule.name, warning)
 
 
 def _run_once(ctx: click.Context, settings: Settings, stop: threading.Event, *, due_only: bool = False) -> None:

@@ -98,7 +98,7 @@ def reload_daemon(database: Path, urls: Iterable[str], done: Callable[[dict[str,
     if pid is None:
         return Applied(None)
     signalled = False
-    if pid > 0:
+    if pid > 0 and pid != os.getpid():  # a daemon in a thread of this very process has no SIGHUP handler
         try:
             os.kill(pid, signal.SIGHUP)
             signalled = True

@@ -171,6 +171,13 @@ def test_alerts_test_guards_against_lower_case_operators_and_mistyped_rule_names
     assert code == 0 and "command-line query: 0 matching clusters" in output
 
 
+def test_run_warns_about_a_rule_with_a_lower_case_operator(tmp_path: Path, seeds_dir: Path) -> None:
+    path = write_config(tmp_path, alerts=[dict(RULE, query="ICE or weather")], log_level="WARNING")
+    result = CliRunner().invoke(cli, ["--config", str(path), "run", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "alert rule 'sanctuary-cities': 'or' at position 5 is searched as a word" in result.stderr
+
+
 def test_a_rule_is_dry_run_with_no_channel_configured(tmp_path: Path, seeds_dir: Path) -> None:
     path = write_config(tmp_path, alerts=[RULE], log_level="WARNING")  # notify: [default], no channels at all
     assert invoke(path, "run", "--once")[0] == 0
