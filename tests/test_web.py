@@ -7,6 +7,7 @@ One ``newsmonitor serve`` subprocess for the module, on a database deliberately 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +80,15 @@ def test_articles_table_shows_labels_sort_and_facets(server: httpx.Client) -> No
     assert cluster["label"].startswith(SECOND_TITLE)
     html = server.get(f"/{DB}/articles").text
     assert f'<a href="/-/cluster/{cluster["value"]}">{SECOND_TITLE}' in html
+
+
+def test_articles_table_offers_its_main_columns_only(server: httpx.Client) -> None:
+    html = server.get(f"/{DB}/articles").text
+    (columns,) = re.findall(r'<a href="(\?_col=[^"]+)">the main columns only</a>', html)
+    compact = server.get(f"/{DB}/articles" + columns.replace("&amp;", "&") + "&_size=1")
+    assert compact.status_code == 200
+    assert '<td class="col-text' not in compact.text and '<td class="col-title' in compact.text
+    assert 'rel="next"' in compact.text or "_next=" in compact.text  # paging works without every column
 
 
 def test_full_text_search_finds_both_seed_articles(server: httpx.Client) -> None:
