@@ -83,6 +83,7 @@ def test_other_names_fall_back_to_the_threshold() -> None:
 def test_evidence_names_every_feature_and_time_decays() -> None:
     c = Clusterer(EAGER)
     first = _doc(1, BASE)
+    assert c.evidence(first) == []  # no cluster yet
     c.add(first, c.decide(first))
     near = c.evidence(_doc(2, FOLLOW_UP))
     far = c.evidence(replace(_doc(2, FOLLOW_UP), published=DAY + timedelta(days=4)))

@@ -190,7 +190,7 @@ class Clusterer:
         p = self._prepare(doc)
         q = query(p.features.vectors(), p.idf, self.params.query_terms)
         clusters, ranked = self._ranked(p, q)
-        runners_up = [score for score, _ in ranked[1:]] + [None]
+        runners_up = [*(score for score, _ in ranked[1:]), None][: len(ranked)]
         return [(cid, self.scorer.evidence(q, p.features.years, p.ts, clusters[cid], score, runner_up))
                 for (score, cid), runner_up in zip(ranked, runners_up, strict=True)]
 
