@@ -37,8 +37,9 @@ from monitor.logs import configure_logging
 from monitor.query import lowercase_operators
 from monitor.redact import redact, register_settings
 from monitor.settings import DEFAULT_CONFIG, FeedConfig, Settings, describe_validation_error, load_settings
-from monitor.status import StatusReport, status_report
+from monitor.status import StatusReport, configured_feeds, status_report
 from monitor.store import Store, iso
+from monitor.store_read import ReadOnlyStore
 from monitor.web import datasette_command
 from monitor.web import serve as serve_datasette
 
@@ -162,20 +163,16 @@ def _warn_about_rules(settings: Settings) -> None:
 
 
 def _run_once(ctx: click.Context, settings: Settings, stop: threading.Event, *, due_only: bool = False) -> None:
-    from monitor.fetch import make_client
-    from monitor.ingest import build_clusterer
-    from monitor.pipeline import run_pass
+    from monitor.engine import open_runtime, run_pass
 
     progress = _PassProgress(ctx.obj.get("log_handler")) if _on_terminal() else None
-    with Store.open(settings.database) as store, make_client(settings.fetch) as client:
-        clusterer = build_clusterer(store, settings.cluster)
+    with open_runtime(settings) as runtime:
         try:
-            report = run_pass(settings, store, clusterer, client, should_stop=stop.is_set, progress=progress,
-                              due_only=due_only)
+            report = run_pass(runtime, stop=stop, progress=progress, due_only=due_only)
         finally:
             if progress:
                 progress.close()
-        click.echo(_summary(report, store))
+        click.echo(_summary(report, runtime.store))
         if settings.alerts or report.alerts.pending:
             click.echo(redact(report.alerts.summary()))
 
@@ -193,11 +190,10 @@ def feeds_list(ctx: click.Context, as_json: bool) -> None:
     """The configured feeds: last poll's outcome, and how often each is polled and why."""
     settings = _settings(ctx)
     configured = {feed.url: feed for feed in settings.feeds}
-    with Store.open(settings.database) as store:
-        store.sync_feeds(settings.feeds)
+    with ReadOnlyStore(settings.database) as reader:
         rows = [{k: redact(v) for k, v in r.items()} | {"tags": json.loads(r["tags"] or "[]")}
                 | poll_interval(configured[r["url"]], settings.schedule, r["poll_interval"]).as_dict()
-                for r in store.feeds() if r["in_config"]]
+                for r in configured_feeds(reader, list(settings.feeds))]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -392,9 +388,8 @@ def _since(value: str) -> timedelta:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Feed health (last success, errors, next due, disabled), totals, last pass, is the daemon running."""
     settings = _settings(ctx)
-    with Store.open(settings.database) as store:
-        store.sync_feeds(settings.feeds)
-        report = status_report(store, settings.database)
+    with ReadOnlyStore(settings.database) as reader:
+        report = status_report(reader, settings)
     configured = {redact(feed.url): feed for feed in settings.feeds}
     every = {f.url: poll_interval(configured[f.url], settings.schedule, f.poll_interval) for f in report.feeds}
     if as_json:
@@ -414,7 +409,8 @@ def _status_lines(report: StatusReport, every: dict[str, PollInterval]) -> Itera
            f"by retention)  clusters: {report.clusters}  last poll: {report.last_poll or 'never'}")
     if report.last_pass:
         run = report.last_pass
-        yield (f"last pass: {run['finished']}, {run['duration']:.1f}s, {run['feeds_ok']} feeds ok, "
+        by = " (daemon)" if run.get("kind") == "daemon" else ""
+        yield (f"last pass{by}: {run['finished']}, {run['duration']:.1f}s, {run['feeds_ok']} feeds ok, "
                f"{run['feeds_failed']} failed, {run['articles_added']} new articles")
     counts = ", ".join(f"{n} {kind}" for kind, n in report.counts.items() if n)
     yield f"feeds: {counts or 'none configured'}"

@@ -21,10 +21,13 @@ import re
 import unicodedata
 import zlib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 # Query parameters that identify a campaign/click/referrer, never the content.
 _TRACKING_PARAMS = frozenset(
@@ -171,6 +174,9 @@ class NearDuplicateIndex:
     """
 
     def __init__(self, threshold: float = 0.5, num_perm: int = 128, shingle_size: int = 3):
+        # Imported here: datasketch loads scipy (0.35 s), which a page-extraction worker never needs.
+        from datasketch import MinHash, MinHashLSH
+
         self.threshold = threshold
         self.num_perm = num_perm
         self.shingle_size = shingle_size

@@ -1,17 +1,18 @@
-"""The daemon: APScheduler fires one job per feed; jobs produce, this thread writes.
+"""The daemon: the pass engine (:mod:`monitor.engine`) on an APScheduler schedule.
 
-Jobs run in APScheduler's thread pool and only fetch, parse and extract
-(:func:`~monitor.pipeline.poll_feed`); they put their :class:`FeedResult` on a
-queue. The thread that called :func:`run_daemon` owns the database connection
-and the clusterer and applies results one by one, so SQLite sees a single
-writer however many feeds are in flight. SIGTERM/SIGINT set ``stop``: the
-writer finishes the article in hand, commits, waits for running jobs (their
-requests in flight are cancelled within a second, :mod:`monitor.deadline`),
-applies what they completed and returns.
+Jobs run in APScheduler's threads and only ask: a feed's job starts its poll on
+the engine if the feed is due (backoff may have pushed it later), the seeds,
+alerts and retention jobs put a typed message for the writer. The thread that
+called :func:`run_daemon` is the writer: it applies the engine's messages one
+by one, so SQLite sees a single writer however many feeds are in flight. A
+daemon's pass runs from one seeds scan to the next and gets its ``runs`` row
+like a ``run --once`` pass. SIGTERM/SIGINT set ``stop``: the scheduler stops,
+requests in flight are cancelled within a second (:mod:`monitor.deadline`), what
+was fetched is extracted and stored, the pass is recorded, and the daemon returns.
 
 Live reload: SIGHUP, or a change of the config file's mtime or size (checked
 every ``schedule.config_check`` seconds by a job), asks the writer to re-read
-the config between two results. An invalid config is logged and the old one
+the config between two messages. An invalid config is logged and the old one
 kept; a valid one is synced to the store by the writer (still the only
 writer), feeds' jobs are added, removed or rescheduled, and the following
 passes use the new feeds, keywords, rules, channels and digest. Settings the
@@ -22,7 +23,6 @@ take effect after a restart.
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import signal
 import threading
@@ -37,22 +37,18 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.alerts import run_alerts
-from monitor.cluster import Clusterer
 from monitor.control import take_enable_requests
+from monitor.engine import AlertsDue, Engine, Polled, RetentionDue, SeedsDue, open_runtime
 from monitor.errors import MonitorError
-from monitor.fetch import HostLimiter, make_client
-from monitor.ingest import build_clusterer
 from monitor.lock import InstanceLock
-from monitor.pipeline import FeedResult, apply_feed_result, apply_retention, ingest_seeds, make_robots, poll_feed
-from monitor.politeness import RobotsCache
 from monitor.redact import redact, register_settings
 from monitor.settings import FeedConfig, Settings, load_settings
-from monitor.store import Store, StoreReader, now_iso
+from monitor.store import Store, StoreReader
 
 log = logging.getLogger(__name__)
 
 SEEDS = "seeds"
-ALERTS = "alerts"  # queued every ALERTS_INTERVAL s: the writer evaluates rules and sends what is due
+ALERTS = "alerts"  # every ALERTS_INTERVAL s: the writer evaluates rules and sends what is due
 ALERTS_INTERVAL = 60
 RETENTION = "retention"
 RETENTION_EVERY = 6 * 3600
@@ -61,23 +57,16 @@ CONFIG_CHECK = "config-check"
 RESTART_ONLY = ("database", "fetch", "cluster", "schedule", "log_level", "log_format", "web")
 
 
-def _feed_job(feed: FeedConfig, settings: Settings, reader: StoreReader, limiter: HostLimiter,
-              client, results: queue.Queue, robots: RobotsCache | None = None,
-              stop: threading.Event | None = None) -> None:
-    """Producer: poll one feed if it is due (backoff may have pushed it later) and queue the result.
-
-    ``stop`` cancels the poll's requests in flight, so SIGTERM does not wait for a slow server.
-    """
+def _feed_job(engine: Engine, reader: StoreReader, feed: FeedConfig) -> None:
+    """A feed's job: start its poll on the engine if it is due; the engine polls a feed once at a time."""
     state = reader.feed_state(feed.url)
-    if state is None or not state.is_due(now_iso()) or (stop is not None and stop.is_set()):
-        return
-    results.put(poll_feed(client, feed, state, settings=settings.fetch, limiter=limiter, known=reader,
-                          robots=robots, should_stop=stop.is_set if stop is not None else lambda: False))
+    if state is not None and state.is_due(datetime.now(UTC)):
+        engine.poll(feed, state)
 
 
-def _first_run(next_due: str | None, start: datetime, jitter: float) -> datetime:
+def _first_run(next_due: datetime | None, start: datetime, jitter: float) -> datetime:
     """Resume where the last run left off (backoff and adaptive intervals survive a restart), spread by jitter."""
-    due = max(start, datetime.fromisoformat(next_due)) if next_due else start
+    due = max(start, next_due) if next_due else start
     return due + timedelta(seconds=random.uniform(0, jitter))
 
 
@@ -109,18 +98,11 @@ class ConfigWatch:
 
 @dataclass
 class FeedJobs:
-    """What every feed's job shares; adds a feed's job, resuming at its stored next_due."""
+    """Adds a feed's job, resuming at its stored next_due."""
 
     settings: Settings
     store: Store
-    results: queue.Queue
-    client: object
-    stop: threading.Event | None = None
-
-    def __post_init__(self) -> None:
-        self.reader = StoreReader(self.store.path)
-        self.limiter = HostLimiter(self.settings.fetch.per_host, self.settings.fetch.per_host_delay)
-        self.robots = make_robots(self.settings.fetch, self.client, self.limiter)
+    engine: Engine
 
     def add(self, scheduler: BackgroundScheduler, feed: FeedConfig, start: datetime) -> None:
         state = self.store.feed_state(feed.url)
@@ -131,32 +113,32 @@ class FeedJobs:
         jitter = self.settings.schedule.jitter
         scheduler.add_job(
             _feed_job, IntervalTrigger(seconds=feed.interval, jitter=jitter, timezone=UTC),
-            args=[feed, self.settings, self.reader, self.limiter, self.client, self.results, self.robots, self.stop],
+            args=[self.engine, self.engine.known, feed],
             id=feed.url, name=feed.display_name, replace_existing=True,
             next_run_time=_first_run(state.next_due if state else None, start, jitter),
         )
 
 
-def build_scheduler(settings: Settings, store: Store, results: queue.Queue, client,
-                    stop: threading.Event | None = None, *, feed_jobs: FeedJobs | None = None,
+def build_scheduler(settings: Settings, feed_jobs: FeedJobs, *,
                     watch: ConfigWatch | None = None) -> BackgroundScheduler:
+    """Feed jobs only start polls and the others only put a message: two threads are plenty."""
+    engine = feed_jobs.engine
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(settings.fetch.concurrency)},
+        executors={"default": ThreadPoolExecutor(2)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         timezone=UTC,
     )
-    feed_jobs = feed_jobs or FeedJobs(settings, store, results, client, stop)
     start = datetime.now(UTC)
     for feed in settings.feeds:
         feed_jobs.add(scheduler, feed, start)
     if settings.schedule.retention_days:
-        scheduler.add_job(results.put, IntervalTrigger(seconds=RETENTION_EVERY, timezone=UTC), args=[RETENTION],
+        scheduler.add_job(engine.put, IntervalTrigger(seconds=RETENTION_EVERY, timezone=UTC), args=[RetentionDue()],
                           id=RETENTION, name=RETENTION, next_run_time=start)
     scheduler.add_job(
-        results.put, IntervalTrigger(seconds=settings.schedule.seeds_interval, timezone=UTC), args=[SEEDS],
+        engine.put, IntervalTrigger(seconds=settings.schedule.seeds_interval, timezone=UTC), args=[SeedsDue()],
         id=SEEDS, name=SEEDS, next_run_time=start,
     )
-    scheduler.add_job(results.put, IntervalTrigger(seconds=ALERTS_INTERVAL, timezone=UTC), args=[ALERTS],
+    scheduler.add_job(engine.put, IntervalTrigger(seconds=ALERTS_INTERVAL, timezone=UTC), args=[AlertsDue()],
                       id=ALERTS, name=ALERTS, next_run_time=start)
     if watch is not None and watch.path is not None and settings.schedule.config_check:
         scheduler.add_job(watch.check, IntervalTrigger(seconds=settings.schedule.config_check, timezone=UTC),
@@ -208,22 +190,6 @@ def reschedule(scheduler: BackgroundScheduler, store: Store, feed: FeedConfig, j
     scheduler.modify_job(feed.url, next_run_time=_first_run(state.next_due, datetime.now(UTC), jitter))
 
 
-def _apply(item: FeedResult | str, settings: Settings, store: Store, clusterer: Clusterer,
-           stop: threading.Event) -> None:
-    if item == SEEDS:
-        counts = ingest_seeds(settings, store, clusterer, stop.is_set)
-        if counts.added or counts.skipped:
-            log.info("seeds: %d new, %d skipped", counts.added, counts.skipped)
-        if counts.added:  # new articles: match and send now; the ALERTS job covers retries and digests
-            run_alerts(settings, store, should_stop=stop.is_set)
-    elif item == ALERTS:
-        run_alerts(settings, store, should_stop=stop.is_set)
-    elif item == RETENTION:
-        apply_retention(store, settings.schedule)
-    elif apply_feed_result(store, clusterer, item, settings=settings, should_stop=stop.is_set).added:
-        run_alerts(settings, store, should_stop=stop.is_set)
-
-
 def run_daemon(settings: Settings, stop: threading.Event) -> None:
     """Run until ``stop`` is set; everything is built here, nothing lives at module level.
 
@@ -235,31 +201,40 @@ def run_daemon(settings: Settings, stop: threading.Event) -> None:
 
 
 def _run_locked(settings: Settings, stop: threading.Event) -> None:
-    with Store.open(settings.database) as store:
+    with open_runtime(settings) as runtime, Engine(runtime, stop) as engine:
+        store = runtime.store
         store.sync_feeds(settings.feeds)
-        clusterer = build_clusterer(store, settings.cluster)
-        results: queue.Queue = queue.Queue()
         watch = ConfigWatch(settings.config_path)
-        with make_client(settings.fetch) as client, _reload_on_sighup(watch):
-            feed_jobs = FeedJobs(settings, store, results, client, stop)
-            scheduler = build_scheduler(settings, store, results, client, stop, feed_jobs=feed_jobs, watch=watch)
+        feed_jobs = FeedJobs(settings, store, engine)
+        scheduler = build_scheduler(settings, feed_jobs, watch=watch)
+        engine.on_polled = lambda result: reschedule(scheduler, store, result.feed, settings.schedule.jitter)
+        with _reload_on_sighup(watch):
             scheduler.start()
             log.info("daemon started: %d feeds, database %s", len(settings.feeds), settings.database)
             try:
+                seeded = False
                 while not stop.is_set():
                     if watch.requested:
                         watch.requested = False
-                        settings = reload_settings(settings, scheduler, store, feed_jobs, watch)
-                    try:
-                        item = results.get(timeout=0.2)
-                    except queue.Empty:
-                        continue
-                    _apply(item, settings, store, clusterer, stop)
-                    if isinstance(item, FeedResult):
-                        reschedule(scheduler, store, item.feed, settings.schedule.jitter)
+                        engine.settings = reload_settings(engine.settings, scheduler, store, feed_jobs, watch)
+                    message = engine.next_message(timeout=0.2)
+                    if isinstance(message, SeedsDue) and seeded:
+                        engine.end_pass("daemon", alerts=False, retention=False)  # one pass per seeds scan
+                    seeded = seeded or isinstance(message, SeedsDue)
+                    if message is not None:
+                        _apply(engine, message)
             finally:
                 scheduler.shutdown(wait=True)
-                _drain(results, settings, store, clusterer)
+                engine.drain()
+                engine.end_pass("daemon", alerts=False, retention=False)
+
+
+def _apply(engine: Engine, message: object) -> None:
+    """The engine's step, then alerts at once when articles were added (the alerts job covers retries)."""
+    before = engine.report.added
+    engine.apply(message)
+    if engine.report.added > before and isinstance(message, Polled | SeedsDue):
+        run_alerts(engine.settings, engine.runtime.store, should_stop=engine.stop.is_set)
 
 
 @contextmanager
@@ -273,15 +248,3 @@ def _reload_on_sighup(watch: ConfigWatch) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGHUP, previous)
-
-
-def _drain(results: queue.Queue, settings: Settings, store: Store, clusterer: Clusterer) -> None:
-    """What running jobs fetched before the stop is stored rather than fetched again next time."""
-    never = threading.Event()
-    while True:
-        try:
-            item = results.get_nowait()
-        except queue.Empty:
-            return
-        if item not in (SEEDS, ALERTS):
-            _apply(item, settings, store, clusterer, never)

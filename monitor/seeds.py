@@ -10,7 +10,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +21,13 @@ from monitor.models import Article, Skipped
 log = logging.getLogger(__name__)
 
 SEED_SUFFIXES = (".txt", ".html", ".htm")
+
+
+@dataclass(frozen=True)
+class SeedStored:
+    """A seed file whose article is already stored (by its ``file:`` URL): not read again."""
+
+    url: str
 
 
 def seed_files(folder: Path) -> list[Path]:
@@ -102,8 +109,8 @@ def read_seed(path: Path, *, max_bytes: int, folder: Path | None = None) -> Arti
 
 def read_seeds(
     folder: Path, *, max_bytes: int, is_stored: Callable[[str], bool] = lambda url: False
-) -> Iterator[Article | Skipped | str]:
-    """New seed files as articles; files already stored (by URL) are yielded as their URL, unread.
+) -> Iterator[Article | Skipped | SeedStored]:
+    """New seed files as articles; files already stored (by URL) are yielded as :class:`SeedStored`, unread.
 
     The daemon rescans the folder every few minutes: checking the URL first
     keeps a rescan of thousands of stored files cheap. A file resolving outside
@@ -112,6 +119,6 @@ def read_seeds(
     for path in seed_files(folder):
         url = path.resolve().as_uri()
         if path.resolve().is_relative_to(folder.resolve()) and is_stored(url):
-            yield url
+            yield SeedStored(url)
         else:
             yield read_seed(path, max_bytes=max_bytes, folder=folder)

@@ -112,6 +112,8 @@ class FetchSettings(_Frozen):
     respect_robots: bool = Field(True, description="Skip article pages that robots.txt disallows.")
     max_pages_per_poll: int = Field(50, ge=1, description="Page fetches per feed poll; newer entries first, the "
                                                           "rest on later polls. Each link is fetched once per poll.")
+    extract_workers: int | None = Field(None, ge=0, description="Processes that parse and extract pages (null: one "
+                                                               "per core; 0: in the fetch threads, one core).")
     allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
         (), description="Networks (CIDRs) fetched although not public, e.g. a lab's 192.168.10.0/24; "
                         "empty: loopback, private, link-local and other non-public addresses are refused.")

@@ -1,18 +1,24 @@
 """The data behind ``newsmonitor status``: feed health, totals, the last pass, is the daemon running.
 
-Read-only over the same tables Datasette shows (``feeds``, ``runs``), so the
-terminal and the browser never disagree. Rendering lives in the CLI.
+Read-only (:class:`~monitor.store_read.ReadOnlyStore`) over the same tables
+Datasette shows (``feeds``, ``runs``), so the terminal and the browser never
+disagree, and ``status`` beside a running daemon writes nothing. The configured
+feeds are the list (a feed added to the config shows before the writer has
+synced it). Rendering lives in the CLI.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from monitor.lock import running_pid
 from monitor.redact import redact
-from monitor.store import Store
+from monitor.settings import FeedConfig, Settings
+from monitor.store import DISABLED_IN_CONFIG
+from monitor.store_read import ReadOnlyStore
 
 _FEED_COLUMNS = ("id", "name", "url", "url_effective", "last_status", "last_http_status", "last_fetched",
                  "last_success", "last_error", "consecutive_errors", "failing_since", "next_due", "poll_interval",
@@ -21,7 +27,7 @@ _FEED_COLUMNS = ("id", "name", "url", "url_effective", "last_status", "last_http
 
 @dataclass(frozen=True)
 class FeedHealth:
-    id: int
+    id: int | None  # None: configured, not yet in the database
     name: str
     url: str
     url_effective: str | None
@@ -79,24 +85,36 @@ class StatusReport:
 _SHOWN_MASKED = ("url", "url_effective", "last_error", "disabled_reason")
 
 
-def feed_health(store: Store, *, configured_only: bool = True) -> list[FeedHealth]:
+def _never_polled(feed: FeedConfig) -> dict[str, Any]:
+    return dict.fromkeys(_FEED_COLUMNS) | {"url": feed.url, "interval": feed.interval,
+                                           "tags": json.dumps(list(feed.tags))}
+
+
+def configured_feeds(reader: ReadOnlyStore, feeds: list[FeedConfig]) -> list[dict[str, Any]]:
+    """The configured feeds' rows, named as the config names them; one not yet stored as never polled."""
+    stored = {row["url"]: row for row in reader.feeds([f.url for f in feeds])}
+    rows = []
+    for feed in feeds:
+        row = stored.get(feed.url, _never_polled(feed)) | {"name": feed.display_name}
+        if not feed.enabled and not row["disabled"]:  # the writer has not synced the edit yet
+            row |= {"disabled": 1, "disabled_reason": DISABLED_IN_CONFIG}
+        rows.append(row)
+    return rows
+
+
+def feed_health(reader: ReadOnlyStore, feeds: list[FeedConfig]) -> list[FeedHealth]:
     """Feeds as shown to a person: URLs' passwords and tokens, and any in an error, masked (monitor.redact)."""
-    where = "WHERE in_config = 1" if configured_only else ""
-    rows = store.db.query(f"SELECT {', '.join(_FEED_COLUMNS)} FROM feeds {where} ORDER BY name, id")
-    return [FeedHealth(**(row | {k: redact(row[k]) for k in _SHOWN_MASKED} | {
+    rows = configured_feeds(reader, feeds)
+    health = [FeedHealth(**({k: row[k] for k in _FEED_COLUMNS} | {k: redact(row[k]) for k in _SHOWN_MASKED} | {
         "disabled": bool(row["disabled"]), "consecutive_errors": row["consecutive_errors"] or 0,
         "articles_added": row["articles_added"] or 0})) for row in rows]
+    return sorted(health, key=lambda f: (f.name, f.id or 0))
 
 
-def status_report(store: Store, database: Path) -> StatusReport:
-    last_pass = next(iter(store.db.query(
-        "SELECT started, finished, duration, feeds_ok, feeds_failed, articles_added FROM runs "
-        "WHERE kind = 'pass' ORDER BY id DESC LIMIT 1")), None)
-    articles, with_text, last_poll = store.db.execute(
-        "SELECT (SELECT COUNT(*) FROM articles), (SELECT COUNT(*) FROM articles WHERE text IS NOT NULL), "
-        "(SELECT MAX(last_fetched) FROM feeds)").fetchone()
+def status_report(reader: ReadOnlyStore, settings: Settings) -> StatusReport:
+    totals = reader.totals()
     return StatusReport(
-        database=str(Path(database).resolve()), daemon_pid=running_pid(database), articles=articles,
-        articles_with_text=with_text, clusters=store.count_live_clusters(), last_pass=last_pass, last_poll=last_poll,
-        feeds=feed_health(store),
+        database=str(Path(settings.database).resolve()), daemon_pid=running_pid(settings.database),
+        articles=totals["articles"], articles_with_text=totals["articles_with_text"], clusters=totals["clusters"],
+        last_pass=reader.last_run(), last_poll=totals["last_poll"], feeds=feed_health(reader, list(settings.feeds)),
     )

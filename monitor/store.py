@@ -42,32 +42,33 @@ def iso(value: datetime | None) -> str | None:
 
 
 def parse_iso(value: str | None) -> datetime | None:
-    """The inverse of :func:`iso`; None (or a malformed value from a hand-edited row) gives None."""
+    """The inverse of :func:`iso`, always aware (UTC if the text has no offset); None (or a malformed value
+    from a hand-edited row) gives None."""
     try:
-        return datetime.fromisoformat(value) if value else None
+        parsed = datetime.fromisoformat(value) if value else None
     except ValueError:
         return None
-
+    return parsed.replace(tzinfo=UTC) if parsed is not None and parsed.tzinfo is None else parsed
 
 
 @dataclass(frozen=True)
 class FeedState:
-    """What the fetch stage needs to know about a feed before polling it."""
+    """What the fetch stage needs to know about a feed before polling it; times are aware UTC datetimes."""
 
     id: int
     url: str
     name: str
     etag: str | None
-    last_modified: str | None
+    last_modified: str | None  # the server's own validator, sent back verbatim
     consecutive_errors: int
     disabled: bool
-    next_due: str | None
+    next_due: datetime | None
     url_effective: str | None = None
     poll_interval: float | None = None
-    failing_since: str | None = None
-    last_new_entry: str | None = None
+    failing_since: datetime | None = None
+    last_new_entry: datetime | None = None
 
-    def is_due(self, at: str) -> bool:
+    def is_due(self, at: datetime) -> bool:
         return not self.disabled and (self.next_due is None or self.next_due <= at)
 
     @property
@@ -89,7 +90,8 @@ def _feed_state(conn: sqlite3.Connection, url: str) -> FeedState | None:
     ).fetchone()
     if row is None:
         return None
-    return FeedState(row[0], row[1], row[2], row[3], row[4], row[5] or 0, bool(row[6]), row[7], *row[8:])
+    return FeedState(row[0], row[1], row[2], row[3], row[4], row[5] or 0, bool(row[6]), parse_iso(row[7]),
+                     row[8], row[9], parse_iso(row[10]), parse_iso(row[11]))
 
 
 class Store:
@@ -202,10 +204,17 @@ class Store:
 
     def update_feed(self, feed_id: int, **fields: Any) -> None:
         """Record a poll's outcome; callers pass only the columns that changed."""
-        if not fields:
+        self.record_poll(feed_id, fields)
+
+    def record_poll(self, feed_id: int, fields: dict[str, Any], *, added: int = 0) -> None:
+        """A poll's outcome (only the columns that changed) and the articles it added, in one transaction."""
+        if not fields and not added:
             return
         with self.transaction():
-            self._update("feeds", feed_id, fields)
+            if fields:
+                self._update("feeds", feed_id, fields)
+            if added:
+                self.db.execute("UPDATE feeds SET articles_added = articles_added + ? WHERE id = ?", [added, feed_id])
 
     def feeds(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM feeds ORDER BY id"))

@@ -11,11 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from monitor.fetch import make_client
-from monitor.ingest import build_clusterer
-from monitor.pipeline import PassReport, run_pass
+from monitor.engine import open_runtime, run_pass
+from monitor.pipeline import PassReport
 from monitor.settings import load_settings
-from monitor.store import Store
 from tests.conftest import ROOT, write_config
 from tests.feedserver import Entry, FeedServer, recent, story
 
@@ -37,14 +35,8 @@ def good_feed(server: FeedServer, path: str, topic: str, count: int = 2) -> list
 
 
 def one_pass(config_path: Path) -> PassReport:
-    settings = load_settings(config_path)
-    store = Store.open(settings.database)
-    try:
-        clusterer = build_clusterer(store, settings.cluster)
-        with make_client(settings.fetch) as client:
-            return run_pass(settings, store, clusterer, client)
-    finally:
-        store.close()
+    with open_runtime(load_settings(config_path)) as runtime:
+        return run_pass(runtime)
 
 
 def query(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

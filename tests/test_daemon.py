@@ -19,11 +19,12 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from click.testing import CliRunner
 
-from monitor import scheduler
+from monitor import engine, pipeline, scheduler
 from monitor.cli import cli
+from monitor.engine import open_runtime, run_pass
 from monitor.errors import StoreError
 from monitor.lock import InstanceLock, running_pid
-from monitor.pipeline import FeedResult
+from monitor.pipeline import PassReport
 from monitor.scheduler import run_daemon
 from monitor.settings import Settings, load_settings
 from monitor.store import Store
@@ -370,38 +371,99 @@ def _daemon_in_thread(settings: Settings, stop: threading.Event) -> threading.Th
     return thread
 
 
-def test_a_poll_that_completes_while_the_daemon_stops_is_stored(tmp_path: Path, server: FeedServer,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """The drain: a result that reaches the queue after the writer left its loop is still applied."""
+class HeldWriter:
+    """Holds the writer in its first article's ingest until released, and says when a poll's result is queued.
+
+    While the writer is held, the poll's other article and then its result
+    (:class:`~monitor.engine.Polled`) reach the queue: the stop then comes with
+    a fetched article not yet stored, which only the drain can store.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.holding, self.release, self.polled = threading.Event(), threading.Event(), threading.Event()
+        real_ingest = pipeline.ingest_article
+
+        def ingest(*args: object, **kwargs: object) -> object:
+            if not self.holding.is_set():
+                self.holding.set()
+                assert self.release.wait(timeout=30), "the test never released the writer"
+            return real_ingest(*args, **kwargs)
+
+        held = self
+
+        class SpyPolled(engine.Polled):
+            def __init__(self, *args: object) -> None:
+                super().__init__(*args)
+                held.polled.set()
+
+        monkeypatch.setattr(pipeline, "ingest_article", ingest)
+        monkeypatch.setattr(engine, "Polled", SpyPolled)
+
+    def stop_with_a_result_queued(self, stop: threading.Event) -> None:
+        assert self.holding.wait(timeout=30), "no article reached the writer"
+        assert self.polled.wait(timeout=30), "the poll never finished"
+        stop.set()
+        self.release.set()
+
+
+def test_a_stopping_daemon_stores_what_was_fetched_and_records_its_pass(
+        tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drain: articles fetched before the stop but not yet written are stored, then the pass is recorded."""
     settings = load_settings(config(tmp_path, [{"url": server.url(GOOD[0]), "interval": 3600}],
                                     schedule={"jitter": 0, "seeds_interval": 3600}))
-    stop, shutting_down = threading.Event(), threading.Event()
-    real_build, real_poll = scheduler.build_scheduler, scheduler.poll_feed
-
-    def build_scheduler(*args: object, **kwargs: object) -> BackgroundScheduler:
-        built = real_build(*args, **kwargs)
-        real_shutdown = built.shutdown
-
-        def shutdown(wait: bool = True) -> None:
-            shutting_down.set()  # the writer has left its loop: what is queued now only the drain applies
-            real_shutdown(wait=wait)
-        built.shutdown = shutdown  # type: ignore[method-assign]
-        return built
-
-    def poll_then_stop(*args: object, **kwargs: object) -> FeedResult:
-        result = real_poll(*args, **kwargs)  # complete: fetched and extracted before the stop
-        stop.set()
-        assert shutting_down.wait(timeout=20), "the writer never left its loop"
-        return result
-
-    monkeypatch.setattr(scheduler, "build_scheduler", build_scheduler)
-    monkeypatch.setattr(scheduler, "poll_feed", poll_then_stop)
+    held, stop = HeldWriter(monkeypatch), threading.Event()
     thread = _daemon_in_thread(settings, stop)
+    held.stop_with_a_result_queued(stop)
     thread.join(timeout=30)
     assert not thread.is_alive()
     db = tmp_path / "monitor.db"
     assert sorted(article_urls(db)) == [server.url(f"/articles/harbour-bridge-{i}") for i in range(2)]
     assert feed_row(db, server.url(GOOD[0]))["last_status"] == "ok"
+    runs = query(db, "SELECT kind, feeds_ok, articles_added FROM runs")
+    assert runs == [{"kind": "daemon", "feeds_ok": 1, "articles_added": 2}]
+
+
+def test_a_stopped_run_once_stores_what_was_fetched_and_records_its_pass(
+        tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run --once`` stops as the daemon does (one engine): nothing fetched is dropped, the pass is recorded."""
+    settings = load_settings(config(tmp_path, [{"url": server.url(GOOD[0]), "interval": 3600}]))
+    held, stop = HeldWriter(monkeypatch), threading.Event()
+    reports: list[PassReport] = []
+
+    def once() -> None:
+        with open_runtime(settings) as runtime:
+            reports.append(run_pass(runtime, stop=stop))
+
+    thread = threading.Thread(target=once)
+    thread.start()
+    held.stop_with_a_result_queued(stop)
+    thread.join(timeout=30)
+    assert not thread.is_alive() and reports[0].feeds.added == 2 and reports[0].feeds_ok == 1
+    db = tmp_path / "monitor.db"
+    assert len(article_urls(db)) == 2
+    assert query(db, "SELECT kind, articles_added FROM runs") == [{"kind": "pass", "articles_added": 2}]
+
+
+def test_the_daemon_records_a_pass_per_seeds_scan_and_status_shows_the_last(tmp_path: Path,
+                                                                             server: FeedServer) -> None:
+    settings = load_settings(setup(tmp_path, server, interval=3600, schedule={"jitter": 0, "seeds_interval": 1}))
+    db = tmp_path / "monitor.db"
+    stop = threading.Event()
+    thread = _daemon_in_thread(settings, stop)
+    try:
+        assert wait_for(lambda: len(article_urls(db)) == 4 and len(query(db, "SELECT id FROM runs")) >= 2)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    runs = query(db, "SELECT kind, feeds_ok, feeds_failed, articles_added, duration FROM runs ORDER BY id")
+    assert {r["kind"] for r in runs} == {"daemon"}
+    assert sum(r["articles_added"] for r in runs) == 4 and sum(r["feeds_ok"] for r in runs) == 2
+    last = runs[-1]
+    status = CliRunner().invoke(cli, ["--config", str(settings.config_path), "status"])
+    assert status.exit_code == 0, status.output
+    assert (f"{last['feeds_ok']} feeds ok, {last['feeds_failed']} failed, {last['articles_added']} new articles"
+            in status.output)
 
 
 def test_the_daemon_drops_old_text_on_its_retention_schedule(tmp_path: Path, server: FeedServer) -> None:

@@ -13,9 +13,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from monitor.cli import cli
-from monitor.fetch import make_client
-from monitor.ingest import build_clusterer
-from monitor.pipeline import PassReport, run_pass
+from monitor.engine import open_runtime, run_pass
+from monitor.pipeline import PassReport
 from monitor.settings import load_settings
 from monitor.store import Store
 from tests.conftest import FIXTURES, fixture_text, write_config
@@ -59,10 +58,9 @@ def feeds(base: str, *paths: str) -> list[dict[str, Any]]:
 
 def run(config: Path) -> tuple[Store, PassReport]:
     settings = load_settings(config)
-    store = Store.open(settings.database)
-    clusterer = build_clusterer(store, settings.cluster)
-    with make_client(settings.fetch) as client:
-        return store, run_pass(settings, store, clusterer, client)
+    with open_runtime(settings) as runtime:
+        report = run_pass(runtime)
+    return Store.open(settings.database), report
 
 
 def invoke_cli(config: Path, *args: str) -> str:

@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from monitor.cluster import ClusterParams
+from monitor.engine import open_runtime, run_pass
 from monitor.errors import StoreError
-from monitor.fetch import make_client
 from monitor.ingest import AlreadyStored, Stored, build_clusterer, ingest_article
 from monitor.models import Article
-from monitor.pipeline import PassReport, run_pass
+from monitor.pipeline import PassReport
 from monitor.settings import load_settings
 from monitor.store import Store
 from tests.conftest import SHARED_DATA, write_config
+from tests.feedserver import Entry, FeedServer, Request, Response, article_html, recent, story
+from tests.helpers_daemon import article_urls, feed_row, one_pass, query, wait_for
+from tests.helpers_daemon import config as helper_config
 
 
 def run_once(config: Path) -> tuple[Store, PassReport]:
     settings = load_settings(config)
-    store = Store.open(settings.database)
-    clusterer = build_clusterer(store, settings.cluster)
-    with make_client(settings.fetch) as client:
-        report = run_pass(settings, store, clusterer, client)
-    return store, report
+    with open_runtime(settings) as runtime:
+        report = run_pass(runtime)
+    return Store.open(settings.database), report
 
 
 def test_seeds_end_up_in_one_cluster(tmp_path: Path, seeds_dir: Path) -> None:
@@ -160,15 +162,12 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path, seeds_di
         (seeds_dir / f"extra_{index:02}.txt").write_text(f"Headline number {index} here\n\n{body}\n", encoding="utf-8")
     config = write_config(tmp_path)
     settings = load_settings(config)
-    store = Store.open(settings.database)
-    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
-    store.db.execute(f"PRAGMA max_page_count = {pages + 60}")
-    clusterer = build_clusterer(store, settings.cluster)
-    with make_client(settings.fetch) as client, pytest.raises(StoreError, match="database or disk is full"):
-        run_pass(settings, store, clusterer, client)
-    stored = store.count("articles")
-    store.close()
-    assert 0 < stored < 42, stored
+    with open_runtime(settings) as runtime:
+        pages = runtime.store.db.execute("PRAGMA page_count").fetchone()[0]
+        runtime.store.db.execute(f"PRAGMA max_page_count = {pages + 60}")
+        with pytest.raises(StoreError, match="database or disk is full"):
+            run_pass(runtime)
+        stored = runtime.store.count("articles")
     store = Store.open(settings.database)
     assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert store.db.execute("SELECT COUNT(*) FROM articles WHERE cluster_id IS NULL").fetchone()[0] == 0
@@ -189,3 +188,72 @@ def test_the_full_text_index_is_rewritten_only_when_title_or_text_change(tmp_pat
     conn.execute("UPDATE articles SET text = 'Ferries only.' WHERE id = 1")
     assert {r["id"] for r in store.db["articles"].search("ferries")} == {1}
     assert not list(store.db["articles"].search("cranes"))
+
+
+# -- pages stream to the writer ------------------------------------------------------------------
+
+
+def _held_page(server: FeedServer, path: str, title: str, text: str, release: threading.Event,
+               requested: threading.Event) -> None:
+    """A page that answers only once ``release`` is set."""
+    body = article_html(title, text).encode()
+
+    def route(request: Request) -> Response:
+        requested.set()
+        assert release.wait(timeout=30), "the test never released the page"
+        return Response(200, {"Content-Type": "text/html; charset=utf-8"}, body)
+
+    server.set(path, route)
+
+
+def test_articles_reach_the_writer_before_the_feeds_last_page_is_fetched(tmp_path: Path) -> None:
+    """Each page's article is stored as soon as it is extracted; the feed's state only after its last page."""
+    entries = [Entry(f"quay-{i}", f"Quay report {i}", story("harbour quay", i), recent(i)) for i in range(4)]
+    release, requested = threading.Event(), threading.Event()
+    with FeedServer() as server:
+        server.feed("/feed.xml", entries)
+        _held_page(server, "/articles/quay-0", entries[0].title, entries[0].text, release, requested)
+        settings = load_settings(helper_config(tmp_path, [{"url": server.url("/feed.xml")}],
+                                               fetch={"timeout": 30, "per_host": 2}))
+        db = tmp_path / "monitor.db"
+        reports: list[PassReport] = []
+
+        def once() -> None:
+            with open_runtime(settings) as runtime:
+                reports.append(run_pass(runtime))
+
+        thread = threading.Thread(target=once)
+        thread.start()
+        try:
+            assert requested.wait(timeout=30)
+            # The newest page is held; the three others are fetched beside it and stored meanwhile.
+            assert wait_for(lambda: len(article_urls(db)) == 3), article_urls(db)
+            assert feed_row(db, server.url("/feed.xml"))["last_fetched"] is None  # the poll is not over
+        finally:
+            release.set()
+            thread.join(timeout=30)
+    assert not thread.is_alive() and reports[0].feeds.added == 4
+    assert feed_row(db, server.url("/feed.xml"))["last_status"] == "ok"
+    assert len(query(db, "SELECT id FROM articles WHERE extraction = 'trafilatura'")) == 4
+
+
+def test_pages_of_one_feed_are_fetched_side_by_side_within_the_per_host_limit(tmp_path: Path) -> None:
+    """Two pages meet at a barrier inside the server: fetched one after the other, neither would get an answer."""
+    entries = [Entry(f"dock-{i}", f"Dock report {i}", story("dock strike", i), recent(i)) for i in range(2)]
+    meet = threading.Barrier(2, timeout=30)
+    with FeedServer() as server:
+        server.feed("/feed.xml", entries)
+        for entry in entries:
+            body = article_html(entry.title, entry.text).encode()
+
+            def route(request: Request, body: bytes = body) -> Response:
+                try:
+                    meet.wait()
+                except threading.BrokenBarrierError:
+                    return Response(503, {}, b"")
+                return Response(200, {"Content-Type": "text/html; charset=utf-8"}, body)
+
+            server.set(f"/articles/{entry.slug}", route)
+        one_pass(helper_config(tmp_path, [{"url": server.url("/feed.xml")}], fetch={"timeout": 60, "per_host": 2}))
+    rows = query(tmp_path / "monitor.db", "SELECT extraction FROM articles")
+    assert [r["extraction"] for r in rows] == ["trafilatura", "trafilatura"]

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.cli import cli
+from monitor.lock import InstanceLock
 from monitor.logs import configure_logging
 from tests.conftest import ROOT
 from tests.feedserver import FeedServer
@@ -153,3 +154,28 @@ def test_a_feed_added_to_the_config_shows_in_status_before_any_poll(polled: Path
     assert added["url"] == server.url("/added.xml") and added["health"] == "never-polled"
     assert data["feed_counts"]["never-polled"] == 1
     assert server.hits["/added.xml"] == 0
+
+
+def _database_files(folder: Path) -> dict[str, bytes]:
+    """The database and its write-ahead log as bytes (the lock file and SQLite's shared-memory index aside)."""
+    return {p.name: p.read_bytes() for p in folder.glob("monitor.db*") if not p.name.endswith(("-shm", ".lock"))}
+
+
+def test_read_only_commands_write_nothing_beside_a_running_daemon(polled: Path, server: FeedServer,
+                                                                   tmp_path: Path) -> None:
+    """status and feeds list open the database read-only (a feed added to the config is not synced by them);
+    feeds enable, a write, waits for the one writer's lock."""
+    feeds = [{"url": server.url(p), "name": p.strip("/").removesuffix(".xml"), "interval": 600}
+             for p in ("/good.xml", "/broken.xml", "/gone.xml", "/old.xml", "/added.xml")]
+    path = config(tmp_path, feeds, log_level="WARNING")
+    before = _database_files(tmp_path)
+    assert "monitor.db" in before
+    runner = CliRunner()
+    with InstanceLock(tmp_path / "monitor.db"):  # this test process plays the running daemon
+        for args in (["status"], ["status", "--json"], ["feeds", "list"], ["feeds", "list", "--json"]):
+            result = runner.invoke(cli, ["--config", str(path), *args])
+            assert result.exit_code == 0, result.output
+        assert server.url("/added.xml") in result.output
+        enabled = runner.invoke(cli, ["--config", str(path), "feeds", "enable", server.url("/gone.xml")])
+        assert enabled.exit_code == 1 and "another newsmonitor is already running" in enabled.output
+    assert _database_files(tmp_path) == before

@@ -1,0 +1,347 @@
+"""The pass engine: producers on threads and processes, one writer, for ``run --once`` and the daemon alike.
+
+Requests run on a pool of fetch threads (polite: :class:`~monitor.fetch.HostLimiter`),
+parsing and extraction in a process pool sized to the machine
+(:class:`Extractor`, running the pure tasks of :mod:`monitor.tasks`), and
+everything they make reaches the writer, the thread that calls :meth:`Engine.run_pass`
+or :meth:`Engine.serve`, as typed messages on one bounded queue: a full
+queue holds the producers back, so memory stays bounded when the writer is the
+slower side. The writer alone holds the database connection and the
+clusterer; articles are clustered in the order they arrive.
+
+The daemon (:mod:`monitor.scheduler`) is this engine on a schedule: its jobs
+only ask for a poll or put a message; a daemon's pass runs from one seeds scan
+to the next and is recorded in ``runs`` like a ``run --once`` pass. Both stop
+alike: the producers start nothing new and their requests in flight are
+cancelled, what was already fetched is extracted and stored, the pass is
+recorded, and the caller exits 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from monitor.alerts import run_alerts
+from monitor.cluster import Clusterer
+from monitor.engine_polls import Made, Poll, Producers
+from monitor.fetch import HostLimiter, make_client
+from monitor.ingest import build_clusterer
+from monitor.models import Skipped
+from monitor.pipeline import (
+    Counts,
+    FeedResult,
+    PassReport,
+    apply_retention,
+    ingest_made,
+    ingest_seeds,
+    record_poll,
+    record_run,
+)
+from monitor.politeness import RobotsCache
+from monitor.settings import FeedConfig, FetchSettings, Settings
+from monitor.store import FeedState, Store, StoreReader
+from monitor.tasks import ignore_stop_signals
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 64  # messages waiting for the writer before the producers are held back
+
+
+# -- what the writer is handed ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Polled:
+    """A feed poll is over, its last article handed over before this: record the feed's state."""
+
+    poll: int
+    result: FeedResult
+
+
+@dataclass(frozen=True)
+class SeedsDue:
+    """Rescan ``seeds_dir``; in the daemon this also ends one pass and begins the next."""
+
+
+@dataclass(frozen=True)
+class AlertsDue:
+    """Evaluate the alert rules and send what is due (retries, digests)."""
+
+
+@dataclass(frozen=True)
+class RetentionDue:
+    """Drop old article text (``schedule.retention_days``)."""
+
+
+Message = Made | Polled | SeedsDue | AlertsDue | RetentionDue
+
+
+# -- what a run is built from --------------------------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    """The store, the clusterer and the HTTP client of one process, built by :func:`open_runtime`."""
+
+    settings: Settings
+    store: Store
+    clusterer: Clusterer
+    client: httpx.Client
+
+
+@contextmanager
+def open_runtime(settings: Settings) -> Iterator[Runtime]:
+    """The one place the store, clusterer and client are built: the CLI, the tests and ``bench/`` use it."""
+    with Store.open(settings.database) as store, make_client(settings.fetch) as client:
+        yield Runtime(settings, store, build_clusterer(store, settings.cluster), client)
+
+
+def extraction_workers(settings: FetchSettings) -> int:
+    """``fetch.extract_workers``, else one process per core this process may use."""
+    if settings.extract_workers is not None:
+        return settings.extract_workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Extractor:
+    """Runs the tasks of :mod:`monitor.tasks` in a process pool (or inline, with 0 workers).
+
+    The pool's processes are forked from a forkserver that has imported
+    :mod:`monitor.tasks` once, so a new worker is ready at once; they ignore
+    SIGINT/SIGTERM (a terminal's Ctrl-C and systemd signal the whole group),
+    and this process shuts them down once its producers are done. A worker
+    that dies (a page that exhausts memory) costs that page, not the run: the
+    pool is made again.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._pool = self._new_pool() if workers > 0 else None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["monitor.tasks"])
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=ignore_stop_signals)
+
+    def run(self, task: Callable[[Any], Any], job: Any) -> Any:
+        """``task(job)`` in a worker process; the calling (fetch) thread waits for it."""
+        pool = self._pool
+        if pool is None:
+            return task(job)
+        try:
+            return pool.submit(task, job).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    log.error("an extraction worker died; starting new ones", extra={"event": "extract.crashed"})
+                    self._pool = self._new_pool()
+            return Skipped(getattr(job, "url", "?"), "the extraction worker died on this page")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_robots(settings: FetchSettings, client: httpx.Client, limiter: HostLimiter) -> RobotsCache | None:
+    """One robots.txt cache per pass or daemon, if pages are fetched and robots.txt is respected."""
+    if not (settings.fetch_pages and settings.respect_robots):
+        return None
+    return RobotsCache(client, user_agent=settings.user_agent, limiter=limiter)
+
+
+# -- the engine ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Writing:
+    """The writer's view of the pass in progress."""
+
+    report: PassReport = field(default_factory=PassReport)
+    started: float = field(default_factory=time.monotonic)
+    polls: dict[int, Counts] = field(default_factory=dict)  # polls in flight, with what they stored so far
+
+
+class Engine:
+    """Producers and one writer; use as a context manager (the pools are shut down on exit)."""
+
+    def __init__(self, runtime: Runtime, stop: threading.Event | None = None) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.stop = stop or threading.Event()
+        self._closing = threading.Event()  # set on exit: producers left behind by an error end soon
+        fetch = self.settings.fetch
+        self._queue: queue.Queue[Message] = queue.Queue(maxsize=QUEUE_SIZE)
+        self._fetchers = ThreadPoolExecutor(fetch.concurrency, thread_name_prefix="fetch")
+        self._extractor = Extractor(extraction_workers(fetch))
+        limiter = HostLimiter(fetch.per_host, fetch.per_host_delay)
+        self._producers = Producers(
+            client=runtime.client, settings=fetch, limiter=limiter,
+            robots=make_robots(fetch, runtime.client, limiter), known=StoreReader(runtime.store.path),
+            fetchers=self._fetchers, run_task=self._extractor.run, emit=self._queue.put,
+            should_stop=self.stopping)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._polling: dict[str, int] = {}  # feed URL -> its poll in flight (one at a time per feed)
+        self._writing = _Writing()
+        self.on_polled: Callable[[FeedResult], None] | None = None  # the daemon reschedules the feed
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._closing.set()
+        self._fetchers.shutdown(wait=True, cancel_futures=True)
+        self._extractor.close()
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or self._closing.is_set()
+
+    @property
+    def known(self) -> StoreReader:
+        return self._producers.known
+
+    @property
+    def producers(self) -> Producers:
+        return self._producers
+
+    # -- producers ------------------------------------------------------------------------------
+
+    def poll(self, feed: FeedConfig, state: FeedState) -> bool:
+        """Start polling ``feed`` on a fetch thread; False if it is being polled already or the engine stops."""
+        with self._lock:
+            if self.stopping() or feed.url in self._polling:
+                return False
+            poll_id = next(self._ids)
+            self._polling[feed.url] = poll_id
+            self._writing.polls[poll_id] = Counts()
+        poll = Poll(poll_id, feed, state, self._producers, done=lambda i, r: self._queue.put(Polled(i, r)))
+        self._fetchers.submit(poll.run)
+        return True
+
+    def put(self, message: SeedsDue | AlertsDue | RetentionDue) -> None:
+        """For the daemon's jobs: a message for the writer."""
+        self._queue.put(message)
+
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._polling)
+
+    # -- the writer -----------------------------------------------------------------------------
+
+    def next_message(self, timeout: float | None = None) -> Message | None:
+        """The next message (None after ``timeout``); the time spent waiting is the writer's idle time."""
+        waited = time.monotonic()
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        finally:
+            self._writing.report.writer_idle += time.monotonic() - waited
+
+    def apply(self, message: Message) -> None:
+        """The writer's step for one message (daemon-only messages included)."""
+        settings, store, clusterer = self.settings, self.runtime.store, self.runtime.clusterer
+        writing = self._writing
+        if isinstance(message, Made):
+            writing.polls[message.poll].count(ingest_made(store, clusterer, message.article, feed=message.feed,
+                                                          keywords=settings.keywords))
+        elif isinstance(message, Polled):
+            counts = writing.polls.pop(message.poll)
+            record_poll(store, message.result, counts, schedule=settings.schedule)
+            writing.report.feeds.merge(counts)
+            writing.report.polled(message.result)
+            with self._lock:
+                self._polling.pop(message.result.feed.url, None)
+            if self.on_polled is not None:
+                self.on_polled(message.result)
+        elif isinstance(message, SeedsDue):
+            self.ingest_seeds()
+        elif isinstance(message, AlertsDue):
+            run_alerts(settings, store, should_stop=self.stop.is_set)
+        elif isinstance(message, RetentionDue):
+            apply_retention(store, settings.schedule)
+
+    def ingest_seeds(self) -> Counts:
+        counts = ingest_seeds(self.settings, self.runtime.store, self.runtime.clusterer, self.stop.is_set)
+        self._writing.report.seeds.merge(counts)
+        return counts
+
+    def drain(self) -> None:
+        """Apply messages until no poll is in flight: what was fetched before a stop is stored."""
+        while self.busy() or not self._queue.empty():
+            message = self.next_message(timeout=0.2)
+            if message is None or (self.stop.is_set() and isinstance(message, SeedsDue | AlertsDue)):
+                continue
+            self.apply(message)
+
+    @property
+    def report(self) -> PassReport:
+        """The pass in progress."""
+        return self._writing.report
+
+    def end_pass(self, kind: str, *, alerts: bool = True, retention: bool = True) -> PassReport:
+        """Retention and alerts (if asked), and the pass's ``runs`` row; a new pass begins."""
+        report = self._writing.report
+        if retention:
+            apply_retention(self.runtime.store, self.settings.schedule)
+        if alerts:
+            report.alerts = run_alerts(self.settings, self.runtime.store, should_stop=self.stop.is_set)
+        report.duration = time.monotonic() - self._writing.started
+        record_run(self.runtime.store, report, kind=kind)
+        self._writing = _Writing(polls=self._writing.polls)
+        return report
+
+    def run_pass(self, *, due_only: bool = False, progress: Callable[[int, int], None] | None = None) -> PassReport:
+        """Seeds, then every enabled feed (only those due with ``due_only``), written here, in this thread."""
+        store = self.runtime.store
+        store.sync_feeds(self.settings.feeds)
+        self.ingest_seeds()
+        started = [self.poll(feed, state) for feed, state in feed_states(store, self.settings.feeds, due_only=due_only)]
+        total, done = sum(started), 0
+        if progress:
+            progress(0, total)
+        while self.busy() or not self._queue.empty():
+            message = self.next_message(timeout=0.2)
+            if message is None:
+                continue
+            self.apply(message)
+            if isinstance(message, Polled):
+                done += 1
+                if progress:
+                    progress(done, total)
+        return self.end_pass("pass")
+
+
+def feed_states(store: Store, feeds: Sequence[FeedConfig], *,
+                due_only: bool = False) -> list[tuple[FeedConfig, FeedState]]:
+    """Enabled feeds with their stored state (``sync_feeds`` must have run); if ``due_only``, only those due."""
+    pairs = []
+    now = datetime.now(UTC)
+    for feed in feeds:
+        state = store.feed_state(feed.url)
+        if state is not None and not state.disabled and (not due_only or state.is_due(now)):
+            pairs.append((feed, state))
+    return pairs
+
+
+def run_pass(runtime: Runtime, *, stop: threading.Event | None = None, due_only: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> PassReport:
+    """``run --once``: one pass of the engine; on ``stop`` it stores what was fetched, records the pass, returns."""
+    with Engine(runtime, stop) as engine:
+        return engine.run_pass(due_only=due_only, progress=progress)

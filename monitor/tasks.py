@@ -1,0 +1,75 @@
+"""The CPU-bound units of work: parse a feed's bytes, extract a page's article.
+
+Each is a pure, top-level function from one picklable value to another, so the
+engine can run it in a process pool (:mod:`monitor.engine`) and a task queue of
+distributed workers can run the very same function: nothing here reads the
+database, the settings or a clock, and nothing is shared between calls except
+the language model, loaded once per process on first need.
+
+A worker process imports only this module to be ready for its first page
+(``bench/startup.py`` prints what that costs).
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from monitor.extract import article_from_html
+from monitor.fetch import decode_html
+from monitor.models import Article, ParsedFeed, ParseFailed, Skipped
+from monitor.parse import parse_feed
+
+
+@dataclass(frozen=True)
+class PageJob:
+    """A fetched page to extract: its bytes as served, and where they came from."""
+
+    url: str  # the link the entry gave
+    final_url: str  # where it was served from, after redirects (the page speaks for this outlet)
+    content: bytes
+    encoding: str | None  # the charset the HTTP headers declared
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """What a page gave: an article, or why not; ``note`` says when its declared charset was overruled."""
+
+    url: str
+    extracted: Article | Skipped
+    note: str | None = None
+
+
+def extract_page(job: PageJob) -> PageResult:
+    """Decode (the page's own charset first, :func:`~monitor.fetch.decode_html`) and extract with trafilatura."""
+    decoded = decode_html(job.content, job.encoding)
+    extracted = article_from_html(decoded.content, url=job.final_url, fetched_at=job.fetched_at)
+    if decoded.note and isinstance(extracted, Article):  # kept with the article: how its text was read
+        extracted = replace(extracted, extraction=f"{extracted.extraction} ({decoded.note})")
+    return PageResult(job.url, extracted, decoded.note)
+
+
+@dataclass(frozen=True)
+class FeedJob:
+    """A fetched feed document to parse."""
+
+    content: bytes
+    url: str
+    content_type: str | None = None
+
+
+def parse_feed_job(job: FeedJob) -> ParsedFeed | ParseFailed:
+    return parse_feed(job.content, url=job.url, content_type=job.content_type)
+
+
+def ignore_stop_signals() -> None:
+    """A pool worker's initializer: SIGINT/SIGTERM are for the parent, which stops its workers itself.
+
+    A terminal's Ctrl-C reaches the whole process group and systemd signals the
+    whole cgroup; a worker killed then would lose the pages the parent is
+    still finishing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
