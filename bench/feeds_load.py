@@ -9,7 +9,7 @@ alone) and plays, for 10% of the feeds, one failure each: 500, 503 with
 Retry-After, a response slower than the timeout, 404, 410 Gone, a redirect
 loop, a body over the byte cap, and a page that is not a feed. Between passes
 a fifth of the healthy feeds publish a new entry (new ETag); the others answer
-304 to the conditional GET. Each pass is :func:`monitor.pipeline.run_pass` on a
+304 to the conditional GET. Each pass is :func:`monitor.engine.run_pass` on a
 temporary SQLite database, i.e. ``newsmonitor run --once``: it polls every
 enabled feed regardless of backoff (the daemon honours ``next_due``), and a
 feed disabled by a 410 is not polled again.
@@ -34,13 +34,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from monitor.engine import open_runtime, run_pass  # noqa: E402
 from monitor.extract import detect_language  # noqa: E402
-from monitor.fetch import make_client  # noqa: E402
-from monitor.ingest import build_clusterer  # noqa: E402
 from monitor.logs import configure_logging  # noqa: E402
-from monitor.pipeline import run_pass  # noqa: E402
 from monitor.settings import settings_from_mapping  # noqa: E402
-from monitor.store import Store  # noqa: E402
 from tests.feedserver import Entry, FeedServer, Request, Response, article_html, rss  # noqa: E402
 
 FAILURES = ("500", "503", "slow", "404", "410", "loop", "huge", "notafeed")
@@ -146,17 +143,16 @@ def main() -> None:
                   "allow_networks": ["127.0.0.0/8"]},  # the feeds are served on loopback
     }, path=workdir / "bench.yaml")
     control = httpx.Client()
-    store = Store.open(settings.database)
-    clusterer = build_clusterer(store, settings.cluster)
     print(f"{args.feeds} feeds on {base}, {sum(feed_kind(i) != 'ok' for i in range(args.feeds))} failing; "
           f"pages {'on' if args.pages else 'off'}; concurrency {args.concurrency}; database {settings.database}")
     print(f"{'pass':>4} {'wall s':>7} {'requests':>8} {'304s':>6} {'ok':>5} {'failed':>6} {'new':>6} "
           f"{'articles':>8} {'peak RSS MB':>11}")
     completed = 0
     before = control.get(f"{base}/_stats").json()
-    with make_client(settings.fetch) as client:
+    with open_runtime(settings) as runtime:
+        store = runtime.store
         for number in range(1, args.passes + 1):
-            report = run_pass(settings, store, clusterer, client)
+            report = run_pass(runtime)
             after = control.get(f"{base}/_stats").json()
             completed += 1
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -165,17 +161,16 @@ def main() -> None:
                   f"{report.feeds_failed:>6} {report.feeds.added:>6} {store.count('articles'):>8} {peak:>11.0f}")
             before = after
             control.get(f"{base}/_next")
-    rows = next(iter(store.db.query(
-        "SELECT SUM(consecutive_errors > 0) AS failing, SUM(disabled) AS disabled, "
-        "SUM(url_effective IS NOT NULL) AS moved FROM feeds")))
-    errors = list(store.db.query("SELECT last_error, COUNT(*) AS n FROM feeds WHERE last_status = 'error' "
-                                 "GROUP BY 1 ORDER BY 2 DESC"))
-    print(f"passes completed: {completed}; feeds failing now: {rows['failing']}, disabled: {rows['disabled']}")
-    for row in errors:
-        print(f"  {row['n']:>4} x {row['last_error'][:90]}")
-    integrity = store.db.execute("PRAGMA integrity_check").fetchone()[0]
-    print(f"integrity_check: {integrity}; database size {settings.database.stat().st_size / 1e6:.1f} MB")
-    store.close()
+        rows = next(iter(store.db.query(
+            "SELECT SUM(consecutive_errors > 0) AS failing, SUM(disabled) AS disabled, "
+            "SUM(url_effective IS NOT NULL) AS moved FROM feeds")))
+        errors = list(store.db.query("SELECT last_error, COUNT(*) AS n FROM feeds WHERE last_status = 'error' "
+                                     "GROUP BY 1 ORDER BY 2 DESC"))
+        print(f"passes completed: {completed}; feeds failing now: {rows['failing']}, disabled: {rows['disabled']}")
+        for row in errors:
+            print(f"  {row['n']:>4} x {row['last_error'][:90]}")
+        integrity = store.db.execute("PRAGMA integrity_check").fetchone()[0]
+        print(f"integrity_check: {integrity}; database size {settings.database.stat().st_size / 1e6:.1f} MB")
     child.terminate()
 
 

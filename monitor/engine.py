@@ -55,7 +55,7 @@ from monitor.pipeline import (
 from monitor.politeness import RobotsCache
 from monitor.settings import FeedConfig, FetchSettings, Settings
 from monitor.store import FeedState, Store, StoreReader
-from monitor.tasks import ignore_stop_signals
+from monitor.tasks import ignore_stop_signals, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,12 @@ class Extractor:
         self.workers = workers
         self._lock = threading.Lock()
         self._pool = self._new_pool() if workers > 0 else None
+        self._warming = [self._pool.submit(warm_up) for _ in range(workers)] if self._pool else []
+
+    def wait_ready(self) -> None:
+        """Until every worker has started and loaded its models (they warm up while the feeds are fetched)."""
+        for future in self._warming:
+            future.result()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
@@ -211,6 +217,10 @@ class Engine:
 
     def stopping(self) -> bool:
         return self.stop.is_set() or self._closing.is_set()
+
+    def wait_ready(self) -> None:
+        """Until the extraction processes are up (a benchmark times the pass without their start)."""
+        self._extractor.wait_ready()
 
     @property
     def known(self) -> StoreReader:

@@ -16,7 +16,7 @@ import signal
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from monitor.extract import article_from_html
+from monitor.extract import article_from_html, detect_language
 from monitor.fetch import decode_html
 from monitor.models import Article, ParsedFeed, ParseFailed, Skipped
 from monitor.parse import parse_feed
@@ -73,3 +73,8 @@ def ignore_stop_signals() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def warm_up(_: object = None) -> None:
+    """Load what a worker's first page would otherwise wait for: the language model (about 0.5 s)."""
+    detect_language("The worker loads its language model once, before its first page arrives.")

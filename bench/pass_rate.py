@@ -1,0 +1,175 @@
+"""Pass rate: real pages through the whole pipeline vs. a bare trafilatura loop over the same bytes.
+
+    .venv/bin/python bench/pass_rate.py                      # the pages in ../shared/data/web-pages
+    .venv/bin/python bench/pass_rate.py --pages DIR --outlets 10
+
+The saved pages are served by a child process from ``--outlets`` loopback
+outlets (127.0.0.2, 127.0.0.3, ...: separate hosts, so per-host limits apply to
+each), every outlet with an RSS feed listing its share of the pages, newest
+first. Politeness delays are off (``fetch.per_host_delay: 0``); the other fetch
+settings are the defaults (8 requests in flight, 2 per host, robots.txt asked).
+
+It prints, from one run:
+
+* the **bare rate**: one process, ``trafilatura.bare_extraction`` (the call the
+  extractor makes) over each page's bytes in turn, nothing else;
+* the **pass rate**: ``run --once`` through :func:`monitor.engine.run_pass` on a
+  new database (fetch, parse, extract, language, dedup, cluster, SQLite),
+  pages per second of the whole pass, the extraction pool's start included;
+* their ratio, and the writer's idle share (the time the one writer thread
+  waited for the producers, over the pass).
+
+Not a timed test: it prints figures, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitor.pipeline import PassReport  # noqa: E402
+
+DEFAULT_PAGES = ROOT.parent / "shared" / "data" / "web-pages"
+
+
+def outlet_host(index: int) -> str:
+    return f"127.0.0.{index + 2}"
+
+
+def shares(names: list[str], outlets: int) -> list[list[str]]:
+    """The pages dealt round-robin over the outlets."""
+    return [names[i::outlets] for i in range(outlets)]
+
+
+def rss(base: str, names: list[str], now: datetime) -> bytes:
+    items = "".join(
+        f"<item><title>{escape(name)}</title><link>{base}/p/{name}</link><guid>{base}/p/{name}</guid>"
+        f"<pubDate>{format_datetime(now - timedelta(minutes=i))}</pubDate>"
+        f"<description>{escape(name)}</description></item>" for i, name in enumerate(names))
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{base}</title>'
+            f"<link>{base}/</link><description>bench</description>{items}</channel></rss>").encode()
+
+
+def serve(folder: str, outlets: int, ready: multiprocessing.Queue) -> None:
+    """The child process: one threaded HTTP server per outlet; pages served as saved, byte for byte."""
+    pages = {p.name: p.read_bytes() for p in sorted(Path(folder).glob("*.html"))}
+    now = datetime.now(UTC).replace(microsecond=0)
+    bases = []
+    for index, names in enumerate(shares(sorted(pages), outlets)):
+        server = ThreadingHTTPServer((outlet_host(index), 0), _handler(pages, names, now))
+        server.daemon_threads = True
+        bases.append(f"http://{outlet_host(index)}:{server.server_address[1]}")
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    ready.put(bases)
+    threading.Event().wait()
+
+
+def _handler(pages: dict[str, bytes], names: list[str], now: datetime) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            base = f"http://{self.headers['Host']}"
+            if self.path == "/feed.xml":
+                self._send(200, "application/rss+xml", rss(base, names, now))
+            elif self.path.startswith("/p/") and self.path[3:] in pages:
+                self._send(200, "text/html", pages[self.path[3:]])
+            else:
+                self._send(404, "text/plain", b"not found")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+def bare_rate(folder: Path) -> tuple[int, float]:
+    """Pages per second of a bare, single-process trafilatura loop over the same bytes."""
+    import trafilatura
+
+    pages = [p.read_bytes() for p in sorted(folder.glob("*.html"))]
+    trafilatura.bare_extraction(pages[0], url="http://127.0.0.2/p/warm-up", with_metadata=True)
+    started = time.perf_counter()
+    for index, page in enumerate(pages):
+        trafilatura.bare_extraction(page, url=f"http://127.0.0.2/p/{index}", with_metadata=True,
+                                    include_comments=False)
+    return len(pages), len(pages) / (time.perf_counter() - started)
+
+
+def full_pass(bases: list[str], workdir: Path, *, warm: bool) -> PassReport:
+    """``run --once`` on a new database; ``warm``: timed once the extraction processes are up, as in a
+    daemon (cold: their start is in the pass)."""
+    from monitor.engine import Engine, open_runtime
+    from monitor.logs import configure_logging
+    from monitor.settings import settings_from_mapping
+
+    configure_logging("ERROR")
+    workdir.mkdir(parents=True)
+    settings = settings_from_mapping({
+        "database": "bench.db", "seeds_dir": None, "log_level": "ERROR",
+        "feeds": [{"url": f"{base}/feed.xml"} for base in bases],
+        "fetch": {"per_host_delay": 0, "allow_networks": ["127.0.0.0/8"]},
+    }, path=workdir / "bench.yaml")
+    with open_runtime(settings) as runtime, Engine(runtime) as engine:
+        if warm:
+            engine.wait_ready()
+        return engine.run_pass()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", type=Path, default=DEFAULT_PAGES, help="a folder of saved *.html pages")
+    parser.add_argument("--outlets", type=int, default=10)
+    args = parser.parse_args()
+    names = sorted(args.pages.glob("*.html")) if args.pages.is_dir() else []
+    if not names:
+        print(f"pass_rate: no *.html pages found in {args.pages}; nothing measured")
+        return 0
+    spawn = multiprocessing.get_context("spawn")
+    ready = spawn.Queue()
+    child = spawn.Process(target=serve, args=(str(args.pages), args.outlets, ready), daemon=True)
+    child.start()
+    bases = ready.get(timeout=60)
+    try:
+        count, bare = bare_rate(args.pages)
+        with tempfile.TemporaryDirectory(prefix="pass_rate-") as tmp:
+            cold = full_pass(bases, Path(tmp) / "cold", warm=False)
+            warm = full_pass(bases, Path(tmp) / "warm", warm=True)
+    finally:
+        child.terminate()
+    from monitor.engine import extraction_workers
+    from monitor.settings import FetchSettings
+
+    cores = len(os.sched_getaffinity(0))
+    print(f"{count} pages from {args.pages} on {args.outlets} loopback outlets; {cores} cores, "
+          f"{extraction_workers(FetchSettings())} extraction processes; load average {os.getloadavg()[0]:.1f}")
+    print(f"bare trafilatura loop (1 process): {bare:.1f} pages/s")
+    for name, report in (("full pass, processes up (daemon)", warm), ("full pass, cold (run --once)", cold)):
+        print(f"{name}: {count / report.duration:.1f} pages/s ({report.duration:.2f} s, {report.feeds.added} "
+              f"articles stored, {report.feeds_ok} feeds ok); writer idle {report.writer_idle / report.duration:.0%}")
+    print(f"ratio: {count / warm.duration / bare:.2f} (processes up), {count / cold.duration / bare:.2f} (cold)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
