@@ -1,7 +1,15 @@
-"""Start-up cost: an idle pass on a database holding recent articles vs. on an empty one.
+"""Start-up cost: how soon a process is ready for its first page, and an idle pass on a full vs. empty database.
 
-    .venv/bin/python bench/startup.py                # 4,000 recent articles, 5 idle passes each
+    .venv/bin/python bench/startup.py                # readiness, then 4,000 recent articles, 5 idle passes each
+    .venv/bin/python bench/startup.py --readiness    # readiness only
     .venv/bin/python bench/startup.py --articles 20000 --passes 3
+
+Readiness: a fresh ``python`` process imports what a page worker needs
+(:mod:`monitor.tasks`, the unit of work of the engine's extraction processes and of
+the next issue's distributed workers) and says so; the wall time from launching it
+and its peak RSS at that moment are printed, then the same after its first real
+page (``extract_page`` on a saved page, which loads the language model), median of
+``--passes`` launches.
 
 An idle pass is what cron's ``run --once --due`` or a restart does most of the time:
 nothing is due, nothing new is stored.  It should cost what a pass on an empty database
@@ -32,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.cluster_eval import DEFAULT_DATA  # noqa: E402
 from bench.cluster_scale import load_texts, stream  # noqa: E402
-from monitor.ingest import build_clusterer, ingest_article  # noqa: E402
+from monitor.engine import open_runtime  # noqa: E402
+from monitor.ingest import ingest_article  # noqa: E402
 from monitor.models import Article  # noqa: E402
 from monitor.settings import load_settings  # noqa: E402
 from monitor.store import Store  # noqa: E402
@@ -58,11 +67,10 @@ def fill(config: Path, n: int, data: Path) -> float:
     end = datetime.now(UTC) - timedelta(hours=1)
     per_day = max(1, n // 5)
     t0 = time.perf_counter()
-    with Store.open(settings.database) as store:
-        clusterer = build_clusterer(store, settings.cluster)
+    with open_runtime(settings) as runtime:
         for doc, _, _ in stream(texts, n, 0.2, per_day):
             when = end - timedelta(days=(n - doc.id) / per_day)
-            ingest_article(store, clusterer, Article(
+            ingest_article(runtime.store, runtime.clusterer, Article(
                 url=f"https://{doc.source}.example/{doc.id}", title=doc.title, text=doc.text,
                 source=f"{doc.source}.example", published=when, fetched_at=when, extraction="text-file"))
     return time.perf_counter() - t0
@@ -79,12 +87,53 @@ def idle_pass(config: Path) -> tuple[float, float]:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
 
 
+READY = """
+import resource, sys, time
+from datetime import UTC, datetime
+from pathlib import Path
+from monitor.tasks import PageJob, extract_page
+print("ready", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+page = Path(sys.argv[1]).read_bytes()
+extract_page(PageJob("http://127.0.0.2/p", "http://127.0.0.2/p", page, None, datetime.now(UTC)))
+print("page", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+"""
+
+
+def readiness(page: Path) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((seconds, MB) when ready for a page, (seconds, MB) after the first page) of one fresh process."""
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-c", READY, str(page)], stdout=subprocess.PIPE, text=True,
+                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    marks = []
+    for line in child.stdout:
+        marks.append((time.perf_counter() - started, int(line.split()[1]) / 1024))
+    child.wait()
+    return marks[0], marks[1]
+
+
+def print_readiness(data: Path, passes: int) -> None:
+    pages = sorted((data / "web-pages").glob("*.html"))
+    if not pages:
+        print(f"readiness: no saved pages in {data / 'web-pages'}; not measured")
+        return
+    runs = [readiness(pages[0]) for _ in range(passes)]
+    ready_s, ready_mb = statistics.median(r[0][0] for r in runs), statistics.median(r[0][1] for r in runs)
+    page_s, page_mb = statistics.median(r[1][0] for r in runs), statistics.median(r[1][1] for r in runs)
+    print(f"readiness: a new worker process is ready for its first page in {ready_s:.2f} s, {ready_mb:.0f} MB RSS; "
+          f"after that page (language model loaded) {page_s:.2f} s, {page_mb:.0f} MB (median of {passes}; "
+          f"load average {os.getloadavg()[0]:.1f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--articles", type=int, default=4000)
     ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--readiness", action="store_true", help="only how soon a worker process is ready")
     args = ap.parse_args(argv)
+    print_readiness(args.data, args.passes)
+    if args.readiness:
+        return 0
     if not (args.data / "ecb-plus").is_dir():
         print(f"startup: shared data not found at {args.data}; nothing measured")
         return 0

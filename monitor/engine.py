@@ -199,7 +199,7 @@ class Engine:
         self._producers = Producers(
             client=runtime.client, settings=fetch, limiter=limiter,
             robots=make_robots(fetch, runtime.client, limiter), known=StoreReader(runtime.store.path),
-            fetchers=self._fetchers, run_task=self._extractor.run, emit=self._queue.put,
+            fetchers=self._fetchers, run_task=self._extractor.run, emit=self._emit,
             should_stop=self.stopping)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -240,13 +240,24 @@ class Engine:
             poll_id = next(self._ids)
             self._polling[feed.url] = poll_id
             self._writing.polls[poll_id] = Counts()
-        poll = Poll(poll_id, feed, state, self._producers, done=lambda i, r: self._queue.put(Polled(i, r)))
+        poll = Poll(poll_id, feed, state, self._producers, done=lambda i, r: self._emit(Polled(i, r)))
         self._fetchers.submit(poll.run)
         return True
 
     def put(self, message: SeedsDue | AlertsDue | RetentionDue) -> None:
         """For the daemon's jobs: a message for the writer."""
-        self._queue.put(message)
+        self._emit(message)
+
+    def _emit(self, message: Message) -> None:
+        """Hand a message to the writer, waiting while its queue is full (back-pressure); dropped only when
+        the engine is closing because the writer failed, so no producer waits for ever on a writer gone."""
+        while True:
+            try:
+                self._queue.put(message, timeout=0.2)
+                return
+            except queue.Full:
+                if self._closing.is_set():
+                    return
 
     def busy(self) -> bool:
         with self._lock:
