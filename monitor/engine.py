@@ -41,7 +41,6 @@ from monitor.cluster import Clusterer
 from monitor.engine_polls import Made, Poll, Producers
 from monitor.fetch import HostLimiter, make_client
 from monitor.ingest import build_clusterer
-from monitor.models import Skipped
 from monitor.pipeline import (
     Counts,
     FeedResult,
@@ -125,8 +124,9 @@ class Extractor:
     :mod:`monitor.tasks` once, so a new worker is ready at once; they ignore
     SIGINT/SIGTERM (a terminal's Ctrl-C and systemd signal the whole group),
     and this process shuts them down once its producers are done. A worker
-    that dies (a page that exhausts memory) costs that page, not the run: the
-    pool is made again.
+    that dies (a page that exhausts memory) costs that page, not the run: its
+    caller gets BrokenProcessPool (a poll then uses the feed's own content) and
+    the pool is made again.
     """
 
     def __init__(self, workers: int) -> None:
@@ -155,9 +155,9 @@ class Extractor:
         except BrokenProcessPool:
             with self._lock:
                 if self._pool is pool:
-                    log.error("an extraction worker died; starting new ones", extra={"event": "extract.crashed"})
+                    log.error("an extraction process died; starting new ones", extra={"event": "extract.crashed"})
                     self._pool = self._new_pool()
-            return Skipped(getattr(job, "url", "?"), "the extraction worker died on this page")
+            raise
 
     def close(self) -> None:
         if self._pool is not None:

@@ -184,18 +184,22 @@ class Poll:
         return starting
 
     def _page(self, page: _Page) -> None:
+        extracted: Article | Skipped | _Cancelled | None = None
         try:
-            with cancel_when(self._p.should_stop):
-                extracted = self._fetch_page(page.link)
+            try:
+                with cancel_when(self._p.should_stop):
+                    extracted = self._fetch_page(page.link)
+            except Exception:  # a bug, or an extraction process that died: the feed's own content is used
+                log.exception("page failed unexpectedly; using the feed's own content",
+                              extra={"event": "page.crashed", "url": page.link})
             if extracted is CANCELLED:
                 with self._lock:
                     self._stopped = True
             else:
                 for entry in page.entries:
                     self._hand_over(entry, extracted)
-        except Exception:
-            log.exception("page failed unexpectedly", extra={"event": "page.crashed", "url": page.link})
-        self._page_finished(started=True)
+        finally:  # the writer waits for this poll's end: it must come whatever happened
+            self._page_finished(started=True)
 
     def _fetch_page(self, link: str) -> Article | Skipped | _Cancelled | None:
         """The page's article (or why not); None if there is no page (the feed's own content is used)."""
