@@ -226,10 +226,6 @@ class Engine:
     def known(self) -> StoreReader:
         return self._producers.known
 
-    @property
-    def producers(self) -> Producers:
-        return self._producers
-
     # -- producers ------------------------------------------------------------------------------
 
     def poll(self, feed: FeedConfig, state: FeedState) -> bool:
@@ -303,13 +299,20 @@ class Engine:
         self._writing.report.seeds.merge(counts)
         return counts
 
-    def drain(self) -> None:
-        """Apply messages until no poll is in flight: what was fetched before a stop is stored."""
+    def drain(self, progress: Callable[[int, int], None] | None = None, total: int = 0) -> None:
+        """Apply messages until no poll is in flight: what was fetched before a stop is stored.
+
+        ``progress(done, total)`` after each poll is recorded (the CLI draws a bar with it).
+        """
+        done = 0
         while self.busy() or not self._queue.empty():
             message = self.next_message(timeout=0.2)
             if message is None or (self.stop.is_set() and isinstance(message, SeedsDue | AlertsDue)):
                 continue
             self.apply(message)
+            if progress and isinstance(message, Polled):
+                done += 1
+                progress(done, total)
 
     @property
     def report(self) -> PassReport:
@@ -334,18 +337,9 @@ class Engine:
         store.sync_feeds(self.settings.feeds)
         self.ingest_seeds()
         started = [self.poll(feed, state) for feed, state in feed_states(store, self.settings.feeds, due_only=due_only)]
-        total, done = sum(started), 0
         if progress:
-            progress(0, total)
-        while self.busy() or not self._queue.empty():
-            message = self.next_message(timeout=0.2)
-            if message is None:
-                continue
-            self.apply(message)
-            if isinstance(message, Polled):
-                done += 1
-                if progress:
-                    progress(done, total)
+            progress(0, sum(started))
+        self.drain(progress, sum(started))
         return self.end_pass("pass")
 
 
