@@ -11,8 +11,9 @@ settings are the defaults (8 requests in flight, 2 per host, robots.txt asked).
 
 It prints, from one run:
 
-* the **bare rate**: one process, ``trafilatura.bare_extraction`` (the call the
-  extractor makes) over each page's bytes in turn, nothing else;
+* the **bare rate**: one process, ``trafilatura.bare_extraction`` with its
+  defaults and metadata over each page's bytes in turn, nothing else (and, for
+  reference, the rate of the extraction processes' own task in one process);
 * the **pass rate**: ``run --once`` through :func:`monitor.engine.run_pass` on a
   new database (fetch, parse, extract, language, dedup, cluster, SQLite),
   pages per second of the whole pass, the extraction pool's start included;
@@ -116,6 +117,19 @@ def bare_rate(folder: Path) -> tuple[int, float]:
     return len(pages), len(pages) / (time.perf_counter() - started)
 
 
+def task_rate(folder: Path) -> float:
+    """Pages per second of the extraction processes' own task (:func:`monitor.tasks.extract_page`), one process."""
+    from monitor.tasks import PageJob, extract_page, warm_up
+
+    warm_up()
+    pages = [p.read_bytes() for p in sorted(folder.glob("*.html"))]
+    started = time.perf_counter()
+    for index, page in enumerate(pages):
+        url = f"http://127.0.0.2/p/{index}"
+        extract_page(PageJob(url, url, page, None, datetime.now(UTC)))
+    return len(pages) / (time.perf_counter() - started)
+
+
 def full_pass(bases: list[str], workdir: Path, *, warm: bool) -> PassReport:
     """``run --once`` on a new database; ``warm``: timed once the extraction processes are up, as in a
     daemon (cold: their start is in the pass)."""
@@ -152,6 +166,7 @@ def main() -> int:
     bases = ready.get(timeout=60)
     try:
         count, bare = bare_rate(args.pages)
+        task = task_rate(args.pages)
         with tempfile.TemporaryDirectory(prefix="pass_rate-") as tmp:
             cold = full_pass(bases, Path(tmp) / "cold", warm=False)
             warm = full_pass(bases, Path(tmp) / "warm", warm=True)
@@ -163,7 +178,8 @@ def main() -> int:
     cores = len(os.sched_getaffinity(0))
     print(f"{count} pages from {args.pages} on {args.outlets} loopback outlets; {cores} cores, "
           f"{extraction_workers(FetchSettings())} extraction processes; load average {os.getloadavg()[0]:.1f}")
-    print(f"bare trafilatura loop (1 process): {bare:.1f} pages/s")
+    print(f"bare trafilatura loop (1 process): {bare:.1f} pages/s; extract_page, the workers' task "
+          f"(decode, trafilatura, cleaning, language): {task:.1f} pages/s")
     for name, report in (("full pass, processes up (daemon)", warm), ("full pass, cold (run --once)", cold)):
         print(f"{name}: {count / report.duration:.1f} pages/s ({report.duration:.2f} s, {report.feeds.added} "
               f"articles stored, {report.feeds_ok} feeds ok); writer idle {report.writer_idle / report.duration:.0%}")
