@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from monitor.cluster.decisions import Doc
-from monitor.cluster.memory import Changes, Recall, RecalledDoc
+from monitor.cluster.memory import Changes, Recall, RecalledDoc, day_of
 from monitor.store import Store, parse_iso
 
 _DAY = 86400.0
@@ -46,6 +46,22 @@ class StoredMemory:
         db.conn.executemany("INSERT OR IGNORE INTO cluster_keys (key, day, cluster_id) VALUES (?, ?, ?)",
                             changes.keys)
         db.conn.executemany("DELETE FROM cluster_docs WHERE article_id = ?", [(d,) for d in changes.evicted])
+
+    def forget_before(self, ts: float) -> tuple[int, int]:
+        """Drop the index rows of days before ``ts`` and the kept states of clusters last
+        changed before it, except those of stories the clusterer holds (inside the caller's
+        transaction).  Returns (index rows, states) dropped.
+
+        Why: retention drops old article text so a store running for months stays bounded;
+        the clusterer's memory of those stories (about 20 index rows per article, and a
+        centroid per story) grew without end beside it.  A report dated before ``ts`` then
+        starts a story of its own instead of finding one whose text is gone anyway."""
+        db = self.store.db
+        keys = db.execute("DELETE FROM cluster_keys WHERE day < ?", [day_of(ts)]).rowcount
+        states = db.execute(
+            "DELETE FROM cluster_states WHERE last_ts < ? AND cluster_id NOT IN (SELECT a.cluster_id FROM "
+            "cluster_docs d JOIN articles a ON a.id = d.article_id WHERE a.cluster_id IS NOT NULL)", [ts]).rowcount
+        return keys, states
 
     def recall(self, hot_docs: int, window_days: float) -> Recall:
         """The last ``hot_docs`` articles to arrive and every article dated within

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from monitor.cluster import Clusterer, ClusterParams, Doc
+from monitor.cluster.memory import day_of
 from monitor.ingest import Stored, build_clusterer, ingest_article
 from monitor.models import Article
 from monitor.store import Store
+from monitor.store_memory import StoredMemory
 from tests.test_cluster_stream import SPREAD, _stream
 
 SMALL = ClusterParams(hot_docs=6, window_days=3)
@@ -82,6 +84,30 @@ def test_a_late_report_finds_its_story_in_the_store_after_it_left_memory(tmp_pat
     for doc in rest:
         alone.add(doc, alone.decide(doc))
     assert alone.decide(late).is_new_cluster
+
+
+def test_forgetting_before_a_date_drops_old_stories_and_keeps_what_memory_holds(tmp_path: Path) -> None:
+    """Retention's side of the memory: index rows and states of stories before the cut go,
+    so the late quake report starts a story of its own; the stories the clusterer holds
+    keep their states, and a restart decides as before."""
+    stream = _stream({"quake": 25, "strike": 18, "flood": 11, "vote": 4, "launch": 0})
+    late = next(doc for event, doc in stream if event == "quake")
+    rest = [doc for _, doc in stream if doc is not late]
+    cut = max(d.published for e, d in stream if e == "quake") + timedelta(days=1)
+    with Store.open(tmp_path / "m.db") as store:
+        clusterer = build_clusterer(store, SMALL)
+        ids = _ingest(store, clusterer, rest)
+        held = {clusterer.cluster_of(i) for i in ids} - {None}
+        with store.transaction():
+            keys, states = StoredMemory(store).forget_before(cut.timestamp())
+        assert keys > 0 and states > 0
+        assert store.db.execute("SELECT MIN(day) FROM cluster_keys").fetchone()[0] >= day_of(cut.timestamp())
+        kept = {r[0] for r in store.db.execute("SELECT cluster_id FROM cluster_states")}
+        assert held <= kept
+        restarted = build_clusterer(store, SMALL)
+        assert restarted.decide(late) == clusterer.decide(late)
+        (late_id,) = _ingest(store, restarted, [late])
+        assert dict(_clusters(store))[late_id] == late_id  # a story of its own
 
 
 def test_a_transaction_that_fails_after_the_clusterer_learned_leaves_memory_as_the_store(tmp_path: Path) -> None:
