@@ -26,6 +26,7 @@ from monitor.redact import redact
 from monitor.seeds import SeedStored, read_seeds
 from monitor.settings import FeedConfig, ScheduleSettings, Settings
 from monitor.store import FeedState, Store, iso
+from monitor.store_memory import StoredMemory
 
 log = logging.getLogger(__name__)
 
@@ -222,10 +223,14 @@ def ingest_seeds(settings: Settings, store: Store, clusterer: Clusterer,
 
 
 def apply_retention(store: Store, schedule: ScheduleSettings) -> int:
-    """Drop the full text of articles stored more than ``retention_days`` ago (rows and clusters stay)."""
+    """Drop the full text of articles stored more than ``retention_days`` ago (rows and clusters stay),
+    and the clusterer's memory of stories older than that (``StoredMemory.forget_before``)."""
     if not schedule.retention_days:
         return 0
-    dropped = store.drop_old_text(iso(datetime.now(UTC) - timedelta(days=schedule.retention_days)))
+    cutoff = datetime.now(UTC) - timedelta(days=schedule.retention_days)
+    dropped = store.drop_old_text(iso(cutoff))
+    with store.transaction():
+        StoredMemory(store).forget_before(cutoff.timestamp())
     if dropped:
         log.info("retention: dropped old article text", extra={"event": "retention", "articles": dropped,
                                                                  "days": schedule.retention_days})

@@ -4,7 +4,7 @@ that left memory, and a failed transaction never leaves memory ahead of the stor
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,8 @@ from monitor.cluster import Clusterer, ClusterParams, Doc
 from monitor.cluster.memory import day_of
 from monitor.ingest import Stored, build_clusterer, ingest_article
 from monitor.models import Article
+from monitor.pipeline import apply_retention
+from monitor.settings import ScheduleSettings
 from monitor.store import Store
 from monitor.store_memory import StoredMemory
 from tests.test_cluster_stream import SPREAD, _stream
@@ -108,6 +110,19 @@ def test_forgetting_before_a_date_drops_old_stories_and_keeps_what_memory_holds(
         assert restarted.decide(late) == clusterer.decide(late)
         (late_id,) = _ingest(store, restarted, [late])
         assert dict(_clusters(store))[late_id] == late_id  # a story of its own
+
+
+def test_retention_forgets_the_memory_of_stories_older_than_it(tmp_path: Path) -> None:
+    stream = _stream({"quake": 25, "strike": 18, "launch": 0})
+    with Store.open(tmp_path / "m.db") as store:
+        ids = _ingest(store, build_clusterer(store, SMALL), [doc for _, doc in stream])
+        apply_retention(store, ScheduleSettings(retention_days=20))
+        days = [r[0] for r in store.db.execute("SELECT DISTINCT day FROM cluster_keys")]
+        cut = day_of((datetime.now(UTC) - timedelta(days=20)).timestamp())
+        assert days and min(days) >= cut  # the quake's days went, the strike's and launch's stayed
+        quake = {cluster for (e, _), (_, cluster) in zip(stream, _clusters(store), strict=True) if e == "quake"}
+        assert len(ids) == len(stream) and len(quake) == 1
+        assert not quake & {r[0] for r in store.db.execute("SELECT cluster_id FROM cluster_states")}
 
 
 def test_a_transaction_that_fails_after_the_clusterer_learned_leaves_memory_as_the_store(tmp_path: Path) -> None:
