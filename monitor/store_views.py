@@ -201,6 +201,29 @@ def fts_expression(leaf: Leaf) -> str:
     return f"title : {phrase}" if leaf.field == "title" else phrase
 
 
+def fts_query(text: str) -> str:
+    """An alert-language query as one FTS5 query over single articles (the articles table's search box).
+
+    Raises :class:`~monitor.errors.QueryError` for what the language refuses, and for a NOT with no
+    word beside it (``NOT sport``, ``a OR NOT b``): FTS5 only subtracts from what something matched.
+    """
+    return _fts_node(parse_query(text).root, text)
+
+
+def _fts_node(node: Node, text: str) -> str:
+    if isinstance(node, Leaf):
+        return fts_expression(node)
+    if isinstance(node, Or):
+        return "(" + " OR ".join(_fts_node(child, text) for child in node.children) + ")"
+    if isinstance(node, And):
+        positive = [_fts_node(c, text) for c in node.children if not isinstance(c, Not)]
+        negative = [_fts_node(c.child, text) for c in node.children if isinstance(c, Not)]
+        if positive:
+            matched = "(" + " AND ".join(positive) + ")"
+            return matched + "".join(f" NOT {n}" for n in negative)
+    raise QueryError("NOT needs a word beside it to subtract from (e.g. storm NOT sport)", position=0, query=text)
+
+
 @dataclass
 class _Hits:
     """Per story: the best bm25 score (lower is better) and how many of its articles match a leaf."""

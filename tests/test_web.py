@@ -97,6 +97,15 @@ def test_full_text_search_finds_both_seed_articles(server: httpx.Client) -> None
     assert rows(server, f"/{DB}/articles.json", _search="zebrafishology") == []
 
 
+def test_the_articles_search_box_speaks_the_alert_query_language(server: httpx.Client) -> None:
+    both = {r["id"] for r in rows(server, f"/{DB}/articles.json", _search="Albence")}
+    assert {r["id"] for r in rows(server, f"/{DB}/articles.json", _search="zebrafishology OR Albence")} == both
+    assert {r["id"] for r in rows(server, f"/{DB}/articles.json", _search="Alben*")} == both
+    assert [r["source"] for r in rows(server, f"/{DB}/articles.json", _search="title:patrol")] == [SECOND_SEED]
+    assert rows(server, f"/{DB}/articles.json", _search="Albence NOT Albence") == []
+    assert rows(server, f"/{DB}/articles.json", _search="(Albence")  # unreadable: searched as plain words
+
+
 def test_latest_clusters_query(server: httpx.Client) -> None:
     (cluster,) = rows(server, f"/{DB}/latest_clusters.json")
     assert cluster["size"] == 2  # the wire copy is a duplicate, counted once

@@ -12,6 +12,8 @@ connection; this module only wires it into Datasette (``register_routes``) and i
   the first one with a ``clusters`` table.
 - Every page's header links the story list, the inbox, feed health and the tables
   (``extra_template_vars`` gives the templates those links).
+- Searches: Datasette's ``escape_fts()`` SQL function, through which the articles table's search box
+  and the search queries pass their terms, takes the alert query language (:func:`monitor.store_views.fts_query`).
 - Cells: a ``cluster`` column in a query, a ``cluster_id`` foreign key and ``clusters.title``
   link to the story page instead of to the raw row.
 - The ``alerts`` canned query exists only while the database has an ``alerts`` table, so
@@ -35,10 +37,11 @@ from urllib.parse import urlencode
 
 import markupsafe
 from datasette import hookimpl
-from datasette.utils import sqlite_timelimit
+from datasette.utils import escape_fts, sqlite_timelimit
 from datasette.utils.asgi import BadRequest, NotFound, Response
 
 from monitor import store_views
+from monitor.errors import QueryError
 from monitor.redact import redact
 from monitor.store_views import ALERT_STATES, PERIODS, SORTS, StoryFilters
 from monitor.web import PLUGIN_NAME, cluster_view, plugin_config
@@ -405,8 +408,19 @@ def _bounded_rows(max_result_bytes: int) -> Any:
     return factory
 
 
-@hookimpl
+def _alert_language_fts(text: str | None) -> str:
+    """Datasette's ``escape_fts``, speaking the alert query language (``earthquake OR Norway``, ``cret*``,
+    ``title:storm``, phrases); what the language cannot read is searched as plain words, as before."""
+    try:
+        return store_views.fts_query(text or "")
+    except QueryError:
+        return escape_fts(text or "")
+
+
+@hookimpl(trylast=True)  # after Datasette's own, whose escape_fts this replaces
 def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
+    # The articles table's search box and the search canned queries pass their terms through escape_fts().
+    conn.create_function("escape_fts", 1, _alert_language_fts, deterministic=True)
     config = _DEFAULTS | (datasette.plugin_config(PLUGIN_NAME) or {})
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, int(config["max_value_bytes"]))
     conn.row_factory = _bounded_rows(int(config["max_result_bytes"]))
