@@ -441,6 +441,30 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     serve_datasette(settings.database, host=host, port=port, web=settings.web)
 
 
+@cli.command()
+@click.option("--broker", help="Redis URL of the broker (default: distributed.broker_url of the config).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
+              help="Jobs run at once in this process; start one process per core instead for CPU-bound work.")
+@click.pass_context
+@_fail_cleanly
+def worker(ctx: click.Context, broker: str | None, threads: int) -> None:
+    """Parse and extract for a daemon on any machine, through its broker, until SIGTERM/SIGINT."""
+    settings = _settings(ctx)
+    distributed = settings.distributed
+    if broker:
+        try:
+            distributed = distributed.model_copy(update={"broker_url": type(distributed)(broker_url=broker).broker_url})
+        except ValidationError as exc:
+            raise click.ClickException(f"--broker: {exc.errors()[0]['msg']}") from None
+    if not distributed.broker_url:
+        raise click.ClickException("no broker: set distributed.broker_url in the config, or pass --broker")
+    try:
+        from monitor.distributed import run_worker
+    except ImportError as exc:
+        raise click.ClickException(f"{exc.name} is missing: pip install 'newsmonitor[distributed]'") from None
+    run_worker(distributed, _stop_on_signals(), threads=threads)
+
+
 @cli.group()
 def alerts() -> None:
     """Dry-run alert rules against stored history; list recent alerts."""

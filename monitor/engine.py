@@ -32,7 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -55,6 +55,9 @@ from monitor.politeness import RobotsCache
 from monitor.settings import FeedConfig, FetchSettings, Settings
 from monitor.store import FeedState, Store, StoreReader
 from monitor.tasks import ignore_stop_signals, warm_up
+
+if TYPE_CHECKING:
+    from monitor.distributed import RemoteExtractor
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +167,15 @@ class Extractor:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def make_extractor(settings: Settings) -> Extractor | RemoteExtractor:
+    """The local process pool, or with ``distributed.broker_url`` the workers behind that broker."""
+    if settings.distributed.broker_url:
+        from monitor.distributed import RemoteExtractor  # Dramatiq is an optional extra: imported only when asked
+
+        return RemoteExtractor(settings.distributed)  # the same run, wait_ready and close
+    return Extractor(extraction_workers(settings.fetch))
+
+
 def make_robots(settings: FetchSettings, client: httpx.Client, limiter: HostLimiter) -> RobotsCache | None:
     """One robots.txt cache per pass or daemon, if pages are fetched and robots.txt is respected."""
     if not (settings.fetch_pages and settings.respect_robots):
@@ -194,7 +206,7 @@ class Engine:
         fetch = self.settings.fetch
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=QUEUE_SIZE)
         self._fetchers = ThreadPoolExecutor(fetch.concurrency, thread_name_prefix="fetch")
-        self._extractor = Extractor(extraction_workers(fetch))
+        self._extractor = make_extractor(self.settings)
         limiter = HostLimiter(fetch.per_host, fetch.per_host_delay)
         self._producers = Producers(
             client=runtime.client, settings=fetch, limiter=limiter,

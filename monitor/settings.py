@@ -213,6 +213,32 @@ class WebSettings(_Frozen):
         return None if value is None else value.strip().rstrip("/")
 
 
+class DistributedSettings(_Frozen):
+    """Parse and extract on worker processes of other machines (``newsmonitor worker``), through a Redis broker."""
+
+    broker_url: str | None = Field(None, description="Redis URL of the task broker, e.g. redis://10.0.0.5:6379/0; "
+                                                     "null: parse and extract on this machine, no broker.")
+    result_timeout: float = Field(300, description="Seconds the daemon waits for a job's result before sending it "
+                                                   "again (its message was lost with a broker's unsaved data).")
+    heartbeat_timeout: float = Field(60, description="Seconds of silence after which a worker counts as dead and "
+                                                     "its unfinished jobs go to the other workers.")
+
+    @field_validator("result_timeout", "heartbeat_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError(f"expected a Redis URL such as redis://127.0.0.1:6379/0, got {value.split('://')[0]!r}")
+        register(url_secrets(value, host_may_be_secret=False))  # a password in the URL never reaches a log
+        return value
+
+
 def _check_apprise_url(channel: str, url: str) -> None:
     """Apprise is imported only when channels are configured (it takes half a second)."""
     import apprise
@@ -236,6 +262,7 @@ class Settings(_Frozen):
     alerts: tuple[AlertRule, ...] = Field((), description="Alert rules, matched against clusters after each pass.")
     digest: DigestSettings = DigestSettings()
     web: WebSettings = WebSettings()
+    distributed: DistributedSettings = DistributedSettings()
     log_format: str = Field("text", pattern="^(text|json)$", description="text (key=value) or json lines.")
     config_path: Path | None = Field(None, exclude=True, description="Where this was read from.")
 

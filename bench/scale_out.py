@@ -1,0 +1,227 @@
+"""Scale-out: the same pages ingested embedded, through 1 worker and through 2, on this machine.
+
+    .venv/bin/python bench/scale_out.py                      # the pages in ../shared/data/web-pages
+    .venv/bin/python bench/scale_out.py --pages DIR --outlets 10
+
+It starts a redis-server (Debian's package) on a free loopback port, serves
+the saved pages from ``--outlets`` loopback outlets with an RSS feed each
+(``bench/pass_rate.py``'s server, in a child process), and runs one
+``run --once`` pass (:func:`monitor.engine.run_pass` on a new database) three
+times: embedded (the local process pool, one process per core), with
+``distributed.broker_url`` and one ``newsmonitor worker`` process, and with two.
+The daemon fetches and writes in every case; only parsing and extraction move.
+Each pass is timed once its extractors are up, as in a running daemon; the three
+modes take turns for ``--rounds`` rounds and each mode's best pass counts (the
+machine's load from other processes moves between passes).
+
+It prints how long a worker took to be ready and its resident memory, each
+pass's pages per second, whether the stored articles (URL, title, text) and
+the clusters (as sets of URLs) are the same in all three, and as its last line
+``scale-out: workers=1 X pages/s, workers=2 Y pages/s, speedup S, identical=yes|no``.
+Not a timed test: it prints figures, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.pass_rate import DEFAULT_PAGES, serve  # noqa: E402
+from monitor.pipeline import PassReport  # noqa: E402
+
+Stored = tuple[set[tuple[str, str, str]], set[frozenset[str]]]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: object, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"scale_out: {what} did not happen within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """redis-server as Debian ships it, with an append-only file (fsynced each second) as the README advises."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("scale_out: redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+                                "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+
+    def pings() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    wait_until(pings, "redis-server answering")
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+class Worker:
+    """``newsmonitor worker`` as a separate process; ready when it logs so."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log = log
+        started = time.perf_counter()
+        with log.open("wb") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "worker"],
+                                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        wait_until(lambda: "event=worker.ready" in log.read_text(errors="replace") or self.process.poll() is not None,
+                   "a worker getting ready")
+        if self.process.poll() is not None:
+            raise SystemExit(f"scale_out: the worker exited: {log.read_text(errors='replace')}")
+        self.ready_after = time.perf_counter() - started
+        self.rss_mb = rss_mb(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def config(folder: Path, bases: list[str], broker_url: str | None) -> dict[str, object]:
+    return {"database": str(folder / "bench.db"), "seeds_dir": None, "log_level": "ERROR",
+            "feeds": [{"url": f"{base}/feed.xml"} for base in bases],
+            "fetch": {"per_host_delay": 0, "allow_networks": ["127.0.0.0/8"]},
+            "distributed": {"broker_url": broker_url}}
+
+
+def one_pass(folder: Path, bases: list[str], broker_url: str | None) -> PassReport:
+    from monitor.engine import Engine, open_runtime
+    from monitor.settings import settings_from_mapping
+
+    folder.mkdir(parents=True)
+    settings = settings_from_mapping(config(folder, bases, broker_url), path=folder / "bench.yaml")
+    with open_runtime(settings) as runtime, Engine(runtime) as engine:
+        engine.wait_ready()
+        return engine.run_pass()
+
+
+def stored(database: Path) -> Stored:
+    conn = sqlite3.connect(database)
+    try:
+        rows = conn.execute("SELECT url, title, text, cluster_id FROM articles").fetchall()
+    finally:
+        conn.close()
+    clusters: dict[int, set[str]] = {}
+    for url, _, _, cluster in rows:
+        clusters.setdefault(cluster, set()).add(url)
+    return {(url, title, text) for url, title, text, _ in rows}, {frozenset(urls) for urls in clusters.values()}
+
+
+def differences(a: Stored, b: Stored) -> str:
+    articles = sorted(a[0] ^ b[0])
+    clusters = [sorted(urls) for urls in (a[1] ^ b[1])]
+    return f"{len(articles)} articles differ {[x[:2] for x in articles[:4]]}, {len(clusters)} clusters differ {clusters[:4]}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", type=Path, default=DEFAULT_PAGES, help="a folder of saved *.html pages")
+    parser.add_argument("--outlets", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2, help="passes of each mode; the best is reported")
+    args = parser.parse_args()
+    count = len(list(args.pages.glob("*.html"))) if args.pages.is_dir() else 0
+    if not count:
+        raise SystemExit(f"scale_out: no *.html pages found in {args.pages}")
+    from monitor.logs import configure_logging
+
+    configure_logging("ERROR")
+    spawn = multiprocessing.get_context("spawn")
+    ready = spawn.Queue()
+    server = spawn.Process(target=serve, args=(str(args.pages), args.outlets, ready), daemon=True)
+    server.start()
+    bases = ready.get(timeout=60)
+    with tempfile.TemporaryDirectory(prefix="scale_out-") as tmp:
+        work = Path(tmp)
+        (work / "redis").mkdir()
+        redis_server, url = start_redis(work / "redis")
+        ready: list[Worker] = []  # every worker started, for its start-up figures
+        reports: dict[str, list[PassReport]] = {"embedded": [], "workers=1": [], "workers=2": []}
+        results: dict[str, Stored] = {}
+        worker_config = work / "worker.yaml"
+        worker_config.write_text(f"database: unused.db\nseeds_dir: null\nlog_level: INFO\n"
+                                 f"distributed:\n  broker_url: {url}\n", encoding="utf-8")
+        first: Worker | None = None
+        try:
+            for round_ in range(args.rounds):  # the machine's load moves: each mode's best round is kept
+                for name in reports:
+                    folder = work / f"{name.replace('=', '')}-{round_}"
+                    if name == "workers=1" and first is None:
+                        first = Worker(worker_config, work / "worker1.log")
+                        ready.append(first)
+                    second = Worker(worker_config, work / f"worker2-{round_}.log") if name == "workers=2" else None
+                    try:
+                        reports[name].append(one_pass(folder, bases, None if name == "embedded" else url))
+                    finally:
+                        if second is not None:
+                            ready.append(second)
+                            second.stop()
+                    results.setdefault(name, stored(folder / "bench.db"))
+                    if stored(folder / "bench.db") != results[name]:
+                        print(f"{name}, round {round_} vs round 0: {differences(results[name], stored(folder / 'bench.db'))}")
+        finally:
+            if first is not None:
+                first.stop()
+            redis_server.terminate()
+            redis_server.wait(timeout=30)
+            server.terminate()
+    cores = len(os.sched_getaffinity(0))
+    print(f"{count} pages from {args.pages} on {args.outlets} loopback outlets; {cores} cores; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for n, worker in enumerate(ready, 1):
+        print(f"worker start {n}: ready in {worker.ready_after:.2f} s (process start, imports, language model), "
+              f"RSS {worker.rss_mb:.0f} MB when ready")
+    rates = {}
+    for name, runs in reports.items():
+        best = min(runs, key=lambda report: report.duration)
+        rates[name] = count / best.duration
+        articles, clusters = results[name]
+        print(f"{name}: {rates[name]:.1f} pages/s, best of {len(runs)} "
+              f"({', '.join(f'{report.duration:.2f}' for report in runs)} s; {best.feeds.added} articles stored, "
+              f"{len(articles)} rows, {len(clusters)} clusters); writer idle {best.writer_idle / best.duration:.0%}")
+    identical = results["embedded"] == results["workers=1"] == results["workers=2"]
+    if not identical:
+        for name in ("workers=1", "workers=2"):
+            print(f"{name} vs embedded: {differences(results['embedded'], results[name])}")
+    one, two = rates["workers=1"], rates["workers=2"]
+    print(f"scale-out: workers=1 {one:.1f} pages/s, workers=2 {two:.1f} pages/s, speedup {two / one:.2f}, "
+          f"identical={'yes' if identical else 'no'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

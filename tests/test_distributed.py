@@ -1,0 +1,162 @@
+"""Distributed mode for real: redis-server on a free loopback port, ``newsmonitor worker`` processes.
+
+What the issue asks of it: the same articles as the embedded engine, a worker
+killed mid-task has its job done by another, a broker restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import cli
+from monitor.distributed import QUEUE, Broker, RemoteExtractor
+from monitor.models import Article
+from monitor.settings import DistributedSettings
+from monitor.tasks import PageJob, PageResult, extract_page
+from tests.conftest import write_config
+from tests.feedserver import FeedServer, article_html
+from tests.helpers_broker import RedisServer, WorkerProcess, newsmonitor_worker
+from tests.helpers_daemon import config, good_feed, one_pass, query, wait_for
+
+HEARTBEAT = 1.0  # seconds: a killed worker's job is back in the queue within about two of these
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[RedisServer]:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(folder).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def settings_for(server: RedisServer) -> DistributedSettings:
+    return DistributedSettings(broker_url=server.url, heartbeat_timeout=HEARTBEAT)
+
+
+def worker_config(folder: Path, server: RedisServer) -> Path:
+    folder.mkdir(exist_ok=True)
+    return write_config(folder, seeds_dir=None, log_level="INFO",
+                        distributed={"broker_url": server.url, "heartbeat_timeout": HEARTBEAT})
+
+
+def start_worker(tmp_path: Path, server: RedisServer, workers: list[WorkerProcess], name: str) -> WorkerProcess:
+    worker = newsmonitor_worker(worker_config(tmp_path / name, server), tmp_path / f"{name}.log")
+    workers.append(worker)
+    worker.wait_ready()
+    return worker
+
+
+def page_job(title: str) -> PageJob:
+    html = article_html(title, f"{title} was reported today by the harbour authority. " * 12)
+    return PageJob(f"http://127.0.0.1/{title}", f"http://127.0.0.1/{title}", html.encode(), "utf-8",
+                   datetime.now(UTC))
+
+
+def in_thread(call: Any, *args: Any) -> Future[Any]:
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(call, *args)
+    pool.shutdown(wait=False)
+    return future
+
+
+def stored(database: Path) -> tuple[set[tuple[str, str, str]], set[frozenset[str]]]:
+    """Articles (url, title, text), and clusters as sets of article URLs: what must not depend on where it ran."""
+    articles = {(r["url"], r["title"], r["text"]) for r in query(database, "SELECT url, title, text FROM articles")}
+    clusters: dict[int, set[str]] = {}
+    for row in query(database, "SELECT cluster_id, url FROM articles"):
+        clusters.setdefault(row["cluster_id"], set()).add(row["url"])
+    return articles, {frozenset(urls) for urls in clusters.values()}
+
+
+def test_a_pass_through_a_worker_stores_what_the_embedded_pass_stores(
+        tmp_path: Path, broker: RedisServer, workers: list[WorkerProcess]) -> None:
+    start_worker(tmp_path, broker, workers, "worker")
+    with FeedServer() as server:
+        good_feed(server, "/harbour.xml", "harbour bridge", count=3)
+        good_feed(server, "/budget.xml", "school budget", count=3)
+        feeds = [{"url": server.url("/harbour.xml")}, {"url": server.url("/budget.xml")}]
+        (tmp_path / "embedded").mkdir()
+        (tmp_path / "remote").mkdir()
+        embedded = one_pass(config(tmp_path / "embedded", feeds))
+        remote = one_pass(config(tmp_path / "remote", feeds,
+                                 distributed={"broker_url": broker.url, "heartbeat_timeout": HEARTBEAT}))
+    assert embedded.feeds.added == remote.feeds.added == 6
+    expected = stored(tmp_path / "embedded" / "monitor.db")
+    assert stored(tmp_path / "remote" / "monitor.db") == expected
+    assert all("harbour" in text or "budget" in text for _, _, text in expected[0])  # pages, not feed summaries
+
+
+def test_a_worker_killed_mid_task_has_its_job_done_by_another(
+        tmp_path: Path, broker: RedisServer, workers: list[WorkerProcess]) -> None:
+    marker = tmp_path / "held"
+    held = WorkerProcess(["-m", "tests.held_worker", broker.url, str(HEARTBEAT), str(marker)], tmp_path / "held.log")
+    workers.append(held)
+    held.wait_ready()
+    extractor = RemoteExtractor(settings_for(broker))
+    try:
+        result = in_thread(extractor.run, extract_page, page_job("Harbour bridge reopens"))
+        assert wait_for(marker.exists, timeout=30), "the held worker never took the job"
+        held.kill()  # mid-task: the job was taken, not acknowledged
+        assert not result.done()
+        start_worker(tmp_path, broker, workers, "rescuer")
+        page: PageResult = result.result(timeout=60)
+    finally:
+        extractor.close()
+    assert isinstance(page.extracted, Article) and page.extracted.title == "Harbour bridge reopens"
+    assert Broker(settings_for(broker), maintain=False).broker.do_qsize(QUEUE) == 0  # nothing left, nothing resent
+
+
+def test_a_broker_restart_loses_no_job(tmp_path: Path, broker: RedisServer, workers: list[WorkerProcess]) -> None:
+    extractor = RemoteExtractor(settings_for(broker))
+    queued = Broker(settings_for(broker), maintain=False)
+    try:
+        waiting = in_thread(extractor.run, extract_page, page_job("School budget approved"))
+        assert wait_for(lambda: queued.broker.do_qsize(QUEUE) == 1, timeout=30)
+        broker.restart()  # no worker yet: the job is only in Redis, and the daemon's wait is cut
+        start_worker(tmp_path, broker, workers, "worker")
+        first: PageResult = waiting.result(timeout=60)
+        broker.restart()  # a worker is connected now: it reconnects by itself
+        second: PageResult = in_thread(extractor.run, extract_page, page_job("Ferry timetable changes")).result(
+            timeout=60)
+    finally:
+        extractor.close()
+        queued.close()
+    assert isinstance(first.extracted, Article) and first.extracted.title == "School budget approved"
+    assert isinstance(second.extracted, Article) and second.extracted.title == "Ferry timetable changes"
+
+
+def test_worker_says_what_is_missing(tmp_path: Path) -> None:
+    path = write_config(tmp_path, seeds_dir=None)
+    result = CliRunner().invoke(cli, ["--config", str(path), "worker"])
+    assert result.exit_code == 1 and "set distributed.broker_url" in result.output
+    result = CliRunner().invoke(cli, ["--config", str(path), "worker", "--broker", "http://127.0.0.1:6379"])
+    assert result.exit_code == 1 and "expected a Redis URL" in result.output
+
+
+def test_a_wrong_broker_url_is_one_config_error(tmp_path: Path) -> None:
+    path = write_config(tmp_path, seeds_dir=None, distributed={"broker_url": "amqp://127.0.0.1"})
+    result = CliRunner().invoke(cli, ["--config", str(path), "run", "--once"])
+    assert result.exit_code == 1 and "distributed.broker_url" in result.output and "Traceback" not in result.output
+
+
+def test_no_thread_is_left_behind(broker: RedisServer) -> None:
+    before = threading.active_count()
+    RemoteExtractor(settings_for(broker)).close()
+    assert threading.active_count() == before
