@@ -112,6 +112,38 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def memory_mb(pid: int) -> tuple[float, float]:
+    """Resident and proportional set size (shared pages split among the processes sharing them), MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    return int(fields["Rss"].split()[0]) / 1024, int(fields["Pss"].split()[0]) / 1024
+
+
+def forked_start(config: Path, log: Path, processes: int = 2) -> list[tuple[float, float, float]]:
+    """``newsmonitor worker --processes N``: each child's readiness after the fork (ms), its RSS and PSS (MB)."""
+    from datetime import datetime
+
+    with log.open("wb") as out:
+        parent = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "worker",
+                                   "--processes", str(processes)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_until(lambda: log.read_text(errors="replace").count("event=worker.ready") == processes,
+                   "the forked workers getting ready")
+        lines = log.read_text(errors="replace").splitlines()
+
+        def stamp(line: str) -> datetime:
+            return datetime.fromisoformat(line.split()[0].removeprefix("ts="))
+
+        forked = stamp(next(line for line in lines if "event=worker.forking" in line))
+        ready = [stamp(line) for line in lines if "event=worker.ready" in line]
+        children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+        return [((at - forked).total_seconds() * 1000, *memory_mb(int(pid))) for at, pid in zip(ready, children,
+                                                                                                strict=True)]
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=60)
+
+
 def config(folder: Path, bases: list[str], broker_url: str | None) -> dict[str, object]:
     return {"database": str(folder / "bench.db"), "seeds_dir": None, "log_level": "ERROR",
             "feeds": [{"url": f"{base}/feed.xml"} for base in bases],
@@ -145,7 +177,8 @@ def stored(database: Path) -> Stored:
 def differences(a: Stored, b: Stored) -> str:
     articles = sorted(a[0] ^ b[0])
     clusters = [sorted(urls) for urls in (a[1] ^ b[1])]
-    return f"{len(articles)} articles differ {[x[:2] for x in articles[:4]]}, {len(clusters)} clusters differ {clusters[:4]}"
+    return (f"{len(articles)} articles differ {[x[:2] for x in articles[:4]]}, "
+            f"{len(clusters)} clusters differ {clusters[:4]}")
 
 
 def main() -> int:
@@ -177,6 +210,7 @@ def main() -> int:
                                  f"distributed:\n  broker_url: {url}\n", encoding="utf-8")
         first: Worker | None = None
         try:
+            forked = forked_start(worker_config, work / "forked.log")
             for round_ in range(args.rounds):  # the machine's load moves: each mode's best round is kept
                 for name in reports:
                     folder = work / f"{name.replace('=', '')}-{round_}"
@@ -190,9 +224,9 @@ def main() -> int:
                         if second is not None:
                             ready.append(second)
                             second.stop()
-                    results.setdefault(name, stored(folder / "bench.db"))
-                    if stored(folder / "bench.db") != results[name]:
-                        print(f"{name}, round {round_} vs round 0: {differences(results[name], stored(folder / 'bench.db'))}")
+                    this = stored(folder / "bench.db")
+                    if results.setdefault(name, this) != this:
+                        print(f"{name}, round {round_} vs round 0: {differences(results[name], this)}")
         finally:
             if first is not None:
                 first.stop()
@@ -205,6 +239,9 @@ def main() -> int:
     for n, worker in enumerate(ready, 1):
         print(f"worker start {n}: ready in {worker.ready_after:.2f} s (process start, imports, language model), "
               f"RSS {worker.rss_mb:.0f} MB when ready")
+    for n, (after, rss, pss) in enumerate(forked, 1):
+        print(f"forked worker {n} (newsmonitor worker --processes 2): ready {after:.0f} ms after the fork, "
+              f"RSS {rss:.0f} MB, PSS {pss:.0f} MB (pages shared with its parent and sibling counted once)")
     rates = {}
     for name, runs in reports.items():
         best = min(runs, key=lambda report: report.duration)

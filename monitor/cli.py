@@ -443,11 +443,13 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
 
 @cli.command()
 @click.option("--broker", help="Redis URL of the broker (default: distributed.broker_url of the config).")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(1),
+              help="Worker processes forked from this one once it has loaded the models (one per core).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
-              help="Jobs run at once in this process; start one process per core instead for CPU-bound work.")
+              help="Jobs run at once in each process; the jobs are CPU-bound, so add processes rather than threads.")
 @click.pass_context
 @_fail_cleanly
-def worker(ctx: click.Context, broker: str | None, threads: int) -> None:
+def worker(ctx: click.Context, broker: str | None, processes: int, threads: int) -> None:
     """Parse and extract for a daemon on any machine, through its broker, until SIGTERM/SIGINT."""
     settings = _settings(ctx)
     distributed = settings.distributed
@@ -459,10 +461,10 @@ def worker(ctx: click.Context, broker: str | None, threads: int) -> None:
     if not distributed.broker_url:
         raise click.ClickException("no broker: set distributed.broker_url in the config, or pass --broker")
     try:
-        from monitor.distributed import run_worker
+        from monitor.distributed import run_workers
     except ImportError as exc:
         raise click.ClickException(f"{exc.name} is missing: pip install 'newsmonitor[distributed]'") from None
-    run_worker(distributed, _stop_on_signals(), threads=threads)
+    run_workers(distributed, _stop_on_signals(), processes=processes, threads=threads)
 
 
 @cli.group()

@@ -28,9 +28,12 @@ one result and the writer stores a link once.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from multiprocessing.connection import wait
 from typing import Any
 
 import dramatiq
@@ -195,3 +198,44 @@ def _heartbeats(broker: Broker, stop: threading.Event) -> None:
             broker.heartbeat()
         except redis.ConnectionError:
             continue  # the consumer reconnects by itself; the next beat tries again
+
+
+def run_workers(settings: DistributedSettings, stop: threading.Event, *, processes: int, threads: int = 1) -> None:
+    """``newsmonitor worker --processes N``: load the models once, then fork N workers; one that dies is replaced.
+
+    The children inherit the imported extractor and language model, so each is
+    ready in milliseconds and shares those pages with its siblings
+    (copy-on-write) instead of loading them again. SIGTERM/SIGINT reach this
+    process, which stops its children the same way: each finishes its job.
+    """
+    if processes == 1:
+        run_worker(settings, stop, threads=threads)
+        return
+    warm_up()
+    log.info("models loaded; forking the workers", extra={"event": "worker.forking", "processes": processes})
+    context = multiprocessing.get_context("fork")  # the point: the children start from this loaded process
+    children = [_fork(context, settings, threads, n) for n in range(processes)]
+    while not stop.is_set():
+        wait([child.sentinel for child in children], timeout=0.5)  # a child's exit, or a look at ``stop``
+        for n, child in enumerate(children):
+            if not child.is_alive() and not stop.is_set():
+                log.error("a worker process died; starting another", extra={
+                    "event": "worker.died", "pid": child.pid, "exitcode": child.exitcode})
+                children[n] = _fork(context, settings, threads, n)
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join()
+
+
+def _fork(context: Any, settings: DistributedSettings, threads: int, n: int) -> Any:
+    child = context.Process(target=_child, args=(settings, threads), name=f"newsmonitor-worker-{n}")
+    child.start()
+    return child
+
+
+def _child(settings: DistributedSettings, threads: int) -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_worker(settings, stop, threads=threads)

@@ -6,6 +6,8 @@ killed mid-task has its job done by another, a broker restart loses nothing.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -120,7 +122,7 @@ def test_a_worker_killed_mid_task_has_its_job_done_by_another(
     finally:
         extractor.close()
     assert isinstance(page.extracted, Article) and page.extracted.title == "Harbour bridge reopens"
-    assert Broker(settings_for(broker), maintain=False).broker.do_qsize(QUEUE) == 0  # nothing left, nothing resent
+    assert Broker(settings_for(broker), maintain=False).broker.do_qsize(QUEUE) == 0  # nothing left in the queue
 
 
 def test_a_broker_restart_loses_no_job(tmp_path: Path, broker: RedisServer, workers: list[WorkerProcess]) -> None:
@@ -140,6 +142,28 @@ def test_a_broker_restart_loses_no_job(tmp_path: Path, broker: RedisServer, work
         queued.close()
     assert isinstance(first.extracted, Article) and first.extracted.title == "School budget approved"
     assert isinstance(second.extracted, Article) and second.extracted.title == "Ferry timetable changes"
+
+
+def test_forked_worker_processes_replace_one_that_dies(
+        tmp_path: Path, broker: RedisServer, workers: list[WorkerProcess]) -> None:
+    worker = WorkerProcess(["-m", "monitor", "--config", str(worker_config(tmp_path / "w", broker)), "worker",
+                            "--processes", "2"], tmp_path / "worker.log")
+    workers.append(worker)
+    assert wait_for(lambda: worker.text().count("event=worker.ready") == 2, timeout=60), worker.text()
+    pid = worker.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 2
+    os.kill(int(children[0]), signal.SIGKILL)
+    assert wait_for(lambda: worker.text().count("event=worker.ready") == 3, timeout=60), worker.text()
+    assert "event=worker.died" in worker.text()
+    extractor = RemoteExtractor(settings_for(broker))
+    try:
+        page: PageResult = extractor.run(extract_page, page_job("Lighthouse restored"))
+    finally:
+        extractor.close()
+    assert isinstance(page.extracted, Article) and page.extracted.title == "Lighthouse restored"
+    worker.stop()
+    assert worker.text().count("event=worker.stopped") == 2  # both children finished their jobs and left
 
 
 def test_worker_says_what_is_missing(tmp_path: Path) -> None:
