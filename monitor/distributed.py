@@ -112,8 +112,9 @@ class RemoteExtractor:
 
     workers = 0  # no local processes
 
-    def __init__(self, settings: DistributedSettings) -> None:
+    def __init__(self, settings: DistributedSettings, stopping: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
+        self._stopping = stopping  # the daemon stops: a job nobody answers is given up, not sent again
         self._broker = Broker(settings, maintain=True)
         self._wait_ms = max(1000, int(settings.heartbeat_timeout * 1000))  # the backend's waits are whole seconds
 
@@ -140,6 +141,8 @@ class RemoteExtractor:
                 self._retry(self._broker.heartbeat, "the broker")
                 continue
             self._retry(self._broker.heartbeat, "the broker")  # a dead worker's jobs go back to the queue
+            if waited >= self.settings.result_timeout and self._stopping():
+                return _failed(job, "no worker answered before the daemon stopped")
             if waited >= self.settings.result_timeout:
                 log.warning("no result for a job; sending it again", extra={
                     "event": "worker.resent", "url": getattr(job, "url", "?"), "waited": round(waited)})

@@ -167,12 +167,12 @@ class Extractor:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_extractor(settings: Settings) -> Extractor | RemoteExtractor:
+def make_extractor(settings: Settings, stopping: Callable[[], bool]) -> Extractor | RemoteExtractor:
     """The local process pool, or with ``distributed.broker_url`` the workers behind that broker."""
     if settings.distributed.broker_url:
         from monitor.distributed import RemoteExtractor  # Dramatiq is an optional extra: imported only when asked
 
-        return RemoteExtractor(settings.distributed)  # the same run, wait_ready and close
+        return RemoteExtractor(settings.distributed, stopping)  # the same run, wait_ready and close
     return Extractor(extraction_workers(settings.fetch))
 
 
@@ -206,7 +206,7 @@ class Engine:
         fetch = self.settings.fetch
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=QUEUE_SIZE)
         self._fetchers = ThreadPoolExecutor(fetch.concurrency, thread_name_prefix="fetch")
-        self._extractor = make_extractor(self.settings)
+        self._extractor = make_extractor(self.settings, self.stopping)
         limiter = HostLimiter(fetch.per_host, fetch.per_host_delay)
         self._producers = Producers(
             client=runtime.client, settings=fetch, limiter=limiter,
