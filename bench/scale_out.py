@@ -175,10 +175,10 @@ def stored(database: Path) -> Stored:
 
 
 def differences(a: Stored, b: Stored) -> str:
-    articles = sorted(a[0] ^ b[0])
-    clusters = [sorted(urls) for urls in (a[1] ^ b[1])]
-    return (f"{len(articles)} articles differ {[x[:2] for x in articles[:4]]}, "
-            f"{len(clusters)} clusters differ {clusters[:4]}")
+    """How many articles and clusters differ, and the pages whose cluster differs (by file name)."""
+    articles = {url for url, _, _ in a[0] ^ b[0]}
+    moved = sorted({url.rsplit("/", 1)[-1] for cluster in a[1] ^ b[1] for url in cluster})
+    return f"{len(articles)} articles differ, {len(a[1] ^ b[1])} clusters differ (pages {', '.join(moved[:6])})"
 
 
 def main() -> int:
@@ -204,7 +204,8 @@ def main() -> int:
         redis_server, url = start_redis(work / "redis")
         ready: list[Worker] = []  # every worker started, for its start-up figures
         reports: dict[str, list[PassReport]] = {"embedded": [], "workers=1": [], "workers=2": []}
-        results: dict[str, Stored] = {}
+        results: dict[str, Stored] = {}  # each mode's first round
+        unsteady: dict[str, str] = {}  # a mode whose later round stored something else than its first
         worker_config = work / "worker.yaml"
         worker_config.write_text(f"database: unused.db\nseeds_dir: null\nlog_level: INFO\n"
                                  f"distributed:\n  broker_url: {url}\n", encoding="utf-8")
@@ -226,7 +227,7 @@ def main() -> int:
                             second.stop()
                     this = stored(folder / "bench.db")
                     if results.setdefault(name, this) != this:
-                        print(f"{name}, round {round_} vs round 0: {differences(results[name], this)}")
+                        unsteady[name] = differences(results[name], this)
         finally:
             if first is not None:
                 first.stop()
@@ -250,10 +251,14 @@ def main() -> int:
         print(f"{name}: {rates[name]:.1f} pages/s, best of {len(runs)} "
               f"({', '.join(f'{report.duration:.2f}' for report in runs)} s; {best.feeds.added} articles stored, "
               f"{len(articles)} rows, {len(clusters)} clusters); writer idle {best.writer_idle / best.duration:.0%}")
-    identical = results["embedded"] == results["workers=1"] == results["workers=2"]
-    if not identical:
-        for name in ("workers=1", "workers=2"):
+    same_articles = results["embedded"][0] == results["workers=1"][0] == results["workers=2"][0]
+    identical = same_articles and results["embedded"][1] == results["workers=1"][1] == results["workers=2"][1]
+    print(f"articles (URL, title, text): {'identical' if same_articles else 'differ'} in the three modes")
+    for name in ("workers=1", "workers=2"):
+        if results[name] != results["embedded"]:
             print(f"{name} vs embedded: {differences(results['embedded'], results[name])}")
+    for name, what in unsteady.items():
+        print(f"{name} vs itself, a later round: {what} (the order articles reach the writer moves clusters)")
     one, two = rates["workers=1"], rates["workers=2"]
     print(f"scale-out: workers=1 {one:.1f} pages/s, workers=2 {two:.1f} pages/s, speedup {two / one:.2f}, "
           f"identical={'yes' if identical else 'no'}")
