@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +152,20 @@ def config(folder: Path, bases: list[str], broker_url: str | None) -> dict[str, 
             "distributed": {"broker_url": broker_url}}
 
 
-def one_pass(folder: Path, bases: list[str], broker_url: str | None) -> PassReport:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Pass:
+    report: PassReport
+    daemon_cpu: float  # this process: fetch threads and the writer
+    workers_cpu: float  # the worker processes
+
+
+def one_pass(folder: Path, bases: list[str], broker_url: str | None, workers: list[int]) -> Pass:
     from monitor.engine import Engine, open_runtime
     from monitor.settings import settings_from_mapping
 
@@ -159,7 +173,9 @@ def one_pass(folder: Path, bases: list[str], broker_url: str | None) -> PassRepo
     settings = settings_from_mapping(config(folder, bases, broker_url), path=folder / "bench.yaml")
     with open_runtime(settings) as runtime, Engine(runtime) as engine:
         engine.wait_ready()
-        return engine.run_pass()
+        daemon, others = time.process_time(), sum(cpu_seconds(pid) for pid in workers)
+        report = engine.run_pass()
+        return Pass(report, time.process_time() - daemon, sum(cpu_seconds(pid) for pid in workers) - others)
 
 
 def stored(database: Path) -> Stored:
@@ -203,7 +219,7 @@ def main() -> int:
         (work / "redis").mkdir()
         redis_server, url = start_redis(work / "redis")
         ready: list[Worker] = []  # every worker started, for its start-up figures
-        reports: dict[str, list[PassReport]] = {"embedded": [], "workers=1": [], "workers=2": []}
+        reports: dict[str, list[Pass]] = {"embedded": [], "workers=1": [], "workers=2": []}
         results: dict[str, Stored] = {}  # each mode's first round
         unsteady: dict[str, str] = {}  # a mode whose later round stored something else than its first
         worker_config = work / "worker.yaml"
@@ -220,7 +236,8 @@ def main() -> int:
                         ready.append(first)
                     second = Worker(worker_config, work / f"worker2-{round_}.log") if name == "workers=2" else None
                     try:
-                        reports[name].append(one_pass(folder, bases, None if name == "embedded" else url))
+                        pids = [w.process.pid for w in (first, second) if w is not None and name != "embedded"]
+                        reports[name].append(one_pass(folder, bases, None if name == "embedded" else url, pids))
                     finally:
                         if second is not None:
                             ready.append(second)
@@ -245,12 +262,22 @@ def main() -> int:
               f"RSS {rss:.0f} MB, PSS {pss:.0f} MB (pages shared with its parent and sibling counted once)")
     rates = {}
     for name, runs in reports.items():
-        best = min(runs, key=lambda report: report.duration)
-        rates[name] = count / best.duration
+        best = min(runs, key=lambda run: run.report.duration)
+        report = best.report
+        rates[name] = count / report.duration
         articles, clusters = results[name]
+        cpu = (f"; CPU per page: daemon {best.daemon_cpu / count * 1000:.0f} ms, "
+               f"workers {best.workers_cpu / count * 1000:.0f} ms") if name != "embedded" else ""
         print(f"{name}: {rates[name]:.1f} pages/s, best of {len(runs)} "
-              f"({', '.join(f'{report.duration:.2f}' for report in runs)} s; {best.feeds.added} articles stored, "
-              f"{len(articles)} rows, {len(clusters)} clusters); writer idle {best.writer_idle / best.duration:.0%}")
+              f"({', '.join(f'{run.report.duration:.2f}' for run in runs)} s; {report.feeds.added} articles stored, "
+              f"{len(articles)} rows, {len(clusters)} clusters); writer idle {report.writer_idle / report.duration:.0%}"
+              f"{cpu}")
+    two_best = min(reports["workers=2"], key=lambda run: run.report.duration)
+    if two_best.workers_cpu > 0:  # the CPU the pages cost, whatever else the machine was doing
+        per_page = (two_best.workers_cpu + two_best.daemon_cpu) / count
+        ceiling = min(2.0, cores * (two_best.workers_cpu / count) / per_page) if cores >= 2 else 1.0
+        print(f"CPU per page {per_page * 1000:.0f} ms (workers and daemon): on {cores} otherwise idle cores "
+              f"2 workers could reach at most {ceiling:.2f}x one worker; load average now {os.getloadavg()[0]:.1f}")
     same_articles = results["embedded"][0] == results["workers=1"][0] == results["workers=2"][0]
     identical = same_articles and results["embedded"][1] == results["workers=1"][1] == results["workers=2"][1]
     print(f"articles (URL, title, text): {'identical' if same_articles else 'differ'} in the three modes")
