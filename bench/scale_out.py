@@ -61,6 +61,12 @@ def wait_until(condition: object, what: str, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
+def serve_quietly(folder: str, outlets: int, ready: multiprocessing.Queue) -> None:
+    """``bench/pass_rate.py``'s page server, without a traceback per connection the client closes first."""
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115  # for the life of this child process
+    serve(folder, outlets, ready)
+
+
 def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     """redis-server as Debian ships it, with an append-only file (fsynced each second) as the README advises."""
     import redis
@@ -211,7 +217,7 @@ def main() -> int:
     configure_logging("ERROR")
     spawn = multiprocessing.get_context("spawn")
     ready = spawn.Queue()
-    server = spawn.Process(target=serve, args=(str(args.pages), args.outlets, ready), daemon=True)
+    server = spawn.Process(target=serve_quietly, args=(str(args.pages), args.outlets, ready), daemon=True)
     server.start()
     bases = ready.get(timeout=60)
     with tempfile.TemporaryDirectory(prefix="scale_out-") as tmp:

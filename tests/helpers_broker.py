@@ -35,10 +35,11 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """redis-server with an append-only file fsynced on every write: a restart keeps the queued jobs."""
+    """redis-server with an append-only file fsynced on every write (a restart keeps the queued jobs), or none."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, persist: bool = True) -> None:
         self.binary = redis_binary()
+        self.persist = persist
         self.folder = folder
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -47,7 +48,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always", "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
         assert wait_for(lambda: _pings(client), timeout=20), "redis-server did not start"

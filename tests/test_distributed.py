@@ -148,6 +148,26 @@ def test_a_broker_restart_loses_no_job(tmp_path: Path, broker: RedisServer, work
     assert isinstance(second.extracted, Article) and second.extracted.title == "Ferry timetable changes"
 
 
+def test_a_job_lost_with_an_unsaved_broker_is_sent_again(tmp_path: Path, workers: list[WorkerProcess]) -> None:
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis", persist=False).start()
+    extractor = RemoteExtractor(DistributedSettings(broker_url=server.url, heartbeat_timeout=HEARTBEAT,
+                                                    result_timeout=3))
+    queued = Broker(settings_for(server), maintain=False)
+    try:
+        waiting = in_thread(extractor.run, extract_page, page_job("Tram line extended"))
+        assert wait_for(lambda: queued.broker.do_qsize(QUEUE) == 1, timeout=30)
+        server.restart()  # no append-only file: the queued job is gone
+        assert queued.broker.do_qsize(QUEUE) == 0
+        start_worker(tmp_path, server, workers, "worker")
+        page: PageResult = waiting.result(timeout=60)
+    finally:
+        extractor.close()
+        queued.close()
+        server.stop()
+    assert isinstance(page.extracted, Article) and page.extracted.title == "Tram line extended"
+
+
 def test_forked_worker_processes_replace_one_that_dies(
         tmp_path: Path, broker: RedisServer, workers: list[WorkerProcess]) -> None:
     worker = WorkerProcess(["-m", "monitor", "--config", str(worker_config(tmp_path / "w", broker)), "worker",
