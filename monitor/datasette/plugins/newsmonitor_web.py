@@ -13,7 +13,7 @@ connection; this module only wires it into Datasette (``register_routes``) and i
 - Every page's header links the story list, the inbox, feed health and the tables
   (``extra_template_vars`` gives the templates those links).
 - Searches: Datasette's ``escape_fts()`` SQL function, through which the articles table's search box
-  and the search queries pass their terms, takes the alert query language (:func:`monitor.store_views.fts_query`).
+  and the search queries pass their terms, takes the alert query language (:func:`monitor.story_search.fts_query`).
 - Cells: a ``cluster`` column in a query, a ``cluster_id`` foreign key and ``clusters.title``
   link to the story page instead of to the raw row.
 - The ``alerts`` canned query exists only while the database has an ``alerts`` table, so
@@ -40,7 +40,7 @@ from datasette import hookimpl
 from datasette.utils import escape_fts, sqlite_timelimit
 from datasette.utils.asgi import BadRequest, NotFound, Response
 
-from monitor import store_views
+from monitor import store_views, story_search
 from monitor.errors import QueryError
 from monitor.redact import redact
 from monitor.store_views import ALERT_STATES, PERIODS, SORTS, StoryFilters
@@ -412,7 +412,7 @@ def _alert_language_fts(text: str | None) -> str:
     """Datasette's ``escape_fts``, speaking the alert query language (``earthquake OR Norway``, ``cret*``,
     ``title:storm``, phrases); what the language cannot read is searched as plain words, as before."""
     try:
-        return store_views.fts_query(text or "")
+        return story_search.fts_query(text or "")
     except QueryError:
         return escape_fts(text or "")
 
