@@ -88,39 +88,50 @@ def idle_pass(config: Path) -> tuple[float, float]:
 
 
 READY = """
-import resource, sys, time
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+
+def peak_kb():  # VmHWM: this process's own peak (ru_maxrss keeps the parent's across fork and exec)
+    return next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM"))
+
+
 from monitor.tasks import PageJob, extract_page
-print("ready", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
-page = Path(sys.argv[1]).read_bytes()
-extract_page(PageJob("http://127.0.0.2/p", "http://127.0.0.2/p", page, None, datetime.now(UTC)))
-print("page", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+
+print("ready", peak_kb(), flush=True)
+for path in sys.argv[1:]:  # a page declaring its language, then one that does not (py3langid's model loads)
+    page = Path(path).read_bytes()
+    extract_page(PageJob("http://127.0.0.2/p", "http://127.0.0.2/p", page, None, datetime.now(UTC)))
+    print("page", peak_kb(), flush=True)
 """
 
 
-def readiness(page: Path) -> tuple[tuple[float, float], tuple[float, float]]:
-    """((seconds, MB) when ready for a page, (seconds, MB) after the first page) of one fresh process."""
+def readiness(pages: list[Path]) -> list[tuple[float, float]]:
+    """(seconds since launch, peak MB) of one fresh process: ready, then after each page."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", READY, str(page)], stdout=subprocess.PIPE, text=True,
+    child = subprocess.Popen([sys.executable, "-c", READY, *map(str, pages)], stdout=subprocess.PIPE, text=True,
                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    marks = []
-    for line in child.stdout:
-        marks.append((time.perf_counter() - started, int(line.split()[1]) / 1024))
+    marks = [(time.perf_counter() - started, int(line.split()[1]) / 1024) for line in child.stdout]
     child.wait()
-    return marks[0], marks[1]
+    return marks
 
 
 def print_readiness(data: Path, passes: int) -> None:
+    from monitor.extract import declared_language
+
     pages = sorted((data / "web-pages").glob("*.html"))
-    if not pages:
-        print(f"readiness: no saved pages in {data / 'web-pages'}; not measured")
+    declared = [p for p in pages if declared_language(p.read_bytes())]
+    undeclared = [p for p in pages if not declared_language(p.read_bytes())]
+    if not (declared and undeclared):
+        print(f"readiness: saved pages not found in {data / 'web-pages'}; not measured")
         return
-    runs = [readiness(pages[0]) for _ in range(passes)]
-    ready_s, ready_mb = statistics.median(r[0][0] for r in runs), statistics.median(r[0][1] for r in runs)
-    page_s, page_mb = statistics.median(r[1][0] for r in runs), statistics.median(r[1][1] for r in runs)
-    print(f"readiness: a new worker process is ready for its first page in {ready_s:.2f} s, {ready_mb:.0f} MB RSS; "
-          f"after that page (language model loaded) {page_s:.2f} s, {page_mb:.0f} MB (median of {passes}; "
+    runs = [readiness([declared[0], undeclared[0]]) for _ in range(passes)]
+    (ready_s, ready_mb), (page_s, page_mb), (model_s, model_mb) = (
+        (statistics.median(r[i][0] for r in runs), statistics.median(r[i][1] for r in runs)) for i in range(3))
+    print(f"readiness: a new worker process is ready for its first page in {ready_s:.2f} s, {ready_mb:.0f} MB peak "
+          f"RSS; after a page declaring its language {page_s:.2f} s, {page_mb:.0f} MB; after one declaring none "
+          f"(py3langid's model loaded) {model_s:.2f} s, {model_mb:.0f} MB (median of {passes}; "
           f"load average {os.getloadavg()[0]:.1f})")
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from monitor.charset import decode_html
 from monitor.extract import article_from_html, article_from_text
-from monitor.fetch import decode_html
 from monitor.models import Article, Skipped
 
 log = logging.getLogger(__name__)

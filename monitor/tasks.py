@@ -16,8 +16,8 @@ import signal
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from monitor.charset import decode_html
 from monitor.extract import article_from_html, detect_language
-from monitor.fetch import decode_html
 from monitor.models import Article, ParsedFeed, ParseFailed, Skipped
 from monitor.parse import parse_feed
 
