@@ -104,17 +104,39 @@ def _handler(pages: dict[str, bytes], names: list[str], now: datetime) -> type[B
     return Handler
 
 
-def bare_rate(folder: Path) -> tuple[int, float]:
-    """Pages per second of a bare, single-process trafilatura loop over the same bytes."""
+def descendants_cpu(skip: int) -> float:
+    """CPU seconds used so far by this process's descendants (the extraction processes and their forkserver),
+    read from /proc while they live; ``skip``: a child left out with its own descendants (the page server)."""
+    parents, cpu = {}, {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid], cpu[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid in cpu:
+        ancestor = parents.get(pid)
+        while ancestor and ancestor not in (os.getpid(), skip):
+            ancestor = parents.get(ancestor)
+        if ancestor == os.getpid() and pid != skip:
+            total += cpu[pid]
+    return total
+
+
+def bare_rate(folder: Path) -> tuple[int, float, float]:
+    """Pages per second and CPU seconds per page of a bare, single-process trafilatura loop over the same bytes."""
     import trafilatura
 
     pages = [p.read_bytes() for p in sorted(folder.glob("*.html"))]
     trafilatura.bare_extraction(pages[0], url="http://127.0.0.2/p/warm-up", with_metadata=True)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for index, page in enumerate(pages):
         trafilatura.bare_extraction(page, url=f"http://127.0.0.2/p/{index}", with_metadata=True,
                                     include_comments=False)
-    return len(pages), len(pages) / (time.perf_counter() - started)
+    return len(pages), len(pages) / (time.perf_counter() - started), (time.process_time() - cpu) / len(pages)
 
 
 def task_rate(folder: Path) -> float:
@@ -130,9 +152,9 @@ def task_rate(folder: Path) -> float:
     return len(pages) / (time.perf_counter() - started)
 
 
-def full_pass(bases: list[str], workdir: Path, *, warm: bool) -> PassReport:
-    """``run --once`` on a new database; ``warm``: timed once the extraction processes are up, as in a
-    daemon (cold: their start is in the pass)."""
+def full_pass(bases: list[str], workdir: Path, *, warm: bool, server: int) -> tuple[PassReport, float]:
+    """``run --once`` on a new database, and its CPU seconds (this process and the extraction processes);
+    ``warm``: timed once the extraction processes are up, as in a daemon (cold: their start is in the pass)."""
     from monitor.engine import Engine, open_runtime
     from monitor.logs import configure_logging
     from monitor.settings import settings_from_mapping
@@ -147,7 +169,9 @@ def full_pass(bases: list[str], workdir: Path, *, warm: bool) -> PassReport:
     with open_runtime(settings) as runtime, Engine(runtime) as engine:
         if warm:
             engine.wait_ready()
-        return engine.run_pass()
+        cpu = time.process_time() + descendants_cpu(server)
+        report = engine.run_pass()
+        return report, time.process_time() + descendants_cpu(server) - cpu
 
 
 def main() -> int:
@@ -165,11 +189,11 @@ def main() -> int:
     child.start()
     bases = ready.get(timeout=60)
     try:
-        count, bare = bare_rate(args.pages)
+        count, bare, bare_cpu = bare_rate(args.pages)
         task = task_rate(args.pages)
         with tempfile.TemporaryDirectory(prefix="pass_rate-") as tmp:
-            cold = full_pass(bases, Path(tmp) / "cold", warm=False)
-            warm = full_pass(bases, Path(tmp) / "warm", warm=True)
+            cold, _ = full_pass(bases, Path(tmp) / "cold", warm=False, server=child.pid)
+            warm, warm_cpu = full_pass(bases, Path(tmp) / "warm", warm=True, server=child.pid)
     finally:
         child.terminate()
     from monitor.engine import extraction_workers
@@ -178,12 +202,16 @@ def main() -> int:
     cores = len(os.sched_getaffinity(0))
     print(f"{count} pages from {args.pages} on {args.outlets} loopback outlets; {cores} cores, "
           f"{extraction_workers(FetchSettings())} extraction processes; load average {os.getloadavg()[0]:.1f}")
-    print(f"bare trafilatura loop (1 process): {bare:.1f} pages/s; extract_page, the workers' task "
-          f"(decode, trafilatura, cleaning, language): {task:.1f} pages/s")
+    print(f"bare trafilatura loop (1 process): {bare:.1f} pages/s, {bare_cpu * 1000:.1f} CPU-ms/page; "
+          f"extract_page, the workers' task (decode, trafilatura, cleaning, language): {task:.1f} pages/s")
     for name, report in (("full pass, processes up (daemon)", warm), ("full pass, cold (run --once)", cold)):
         print(f"{name}: {count / report.duration:.1f} pages/s ({report.duration:.2f} s, {report.feeds.added} "
               f"articles stored, {report.feeds_ok} feeds ok); writer idle {report.writer_idle / report.duration:.0%}")
     print(f"ratio: {count / warm.duration / bare:.2f} (processes up), {count / cold.duration / bare:.2f} (cold)")
+    per_page = warm_cpu / count
+    print(f"CPU: the pass costs {per_page * 1000:.1f} CPU-ms/page (this process and the extraction processes; "
+          f"the page server apart), {per_page / bare_cpu:.2f}x the bare loop's; on {cores} free cores that is at "
+          f"most {cores * bare_cpu / per_page:.2f}x its rate (the wall-clock ratio above moves with the load)")
     return 0
 
 
