@@ -78,7 +78,7 @@ def _read_inside(path: Path, folder: Path | None, max_bytes: int) -> bytes | Ski
 
 
 def _html_article(raw: bytes, path: Path, url: str, fetched_at: datetime) -> Article | Skipped:
-    """A saved page, decoded as fetched pages are (:func:`~monitor.fetch.decode_html`), through trafilatura."""
+    """A saved page, decoded as fetched pages are (:func:`~monitor.charset.decode_html`), through trafilatura."""
     decoded = decode_html(raw)
     article = article_from_html(decoded.content, url=url, fetched_at=fetched_at)
     if not isinstance(article, Article):

@@ -43,7 +43,7 @@ class PageResult:
 
 
 def extract_page(job: PageJob) -> PageResult:
-    """Decode (the page's own charset first, :func:`~monitor.fetch.decode_html`) and extract with trafilatura."""
+    """Decode (the page's own charset first, :func:`~monitor.charset.decode_html`) and extract with trafilatura."""
     decoded = decode_html(job.content, job.encoding)
     extracted = article_from_html(decoded.content, url=job.final_url, fetched_at=job.fetched_at)
     if decoded.note and isinstance(extracted, Article):  # kept with the article: how its text was read
