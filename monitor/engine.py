@@ -39,6 +39,7 @@ import httpx
 from monitor.alerts import run_alerts
 from monitor.cluster import Clusterer
 from monitor.engine_polls import Made, Poll, Producers
+from monitor.errors import ConfigError
 from monitor.fetch import HostLimiter, make_client
 from monitor.ingest import build_clusterer
 from monitor.pipeline import (
@@ -170,7 +171,11 @@ class Extractor:
 def make_extractor(settings: Settings, stopping: Callable[[], bool]) -> Extractor | RemoteExtractor:
     """The local process pool, or with ``distributed.broker_url`` the workers behind that broker."""
     if settings.distributed.broker_url:
-        from monitor.distributed import RemoteExtractor  # Dramatiq is an optional extra: imported only when asked
+        try:
+            from monitor.distributed import RemoteExtractor  # Dramatiq is an optional extra: imported when asked
+        except ImportError as exc:
+            raise ConfigError(f"needs {exc.name}: pip install 'newsmonitor[distributed]'", key="distributed.broker_url",
+                              file=str(settings.config_path) if settings.config_path else None) from None
 
         return RemoteExtractor(settings.distributed, stopping)  # the same run, wait_ready and close
     return Extractor(extraction_workers(settings.fetch))

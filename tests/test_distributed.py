@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -208,3 +210,14 @@ def test_no_thread_is_left_behind(broker: RedisServer) -> None:
     before = threading.active_count()
     RemoteExtractor(settings_for(broker)).close()
     assert threading.active_count() == before
+
+
+def test_a_broker_without_the_distributed_extra_is_one_clear_line(tmp_path: Path) -> None:
+    """``make run`` installs no Dramatiq: a config asking for a broker says what to install, no traceback."""
+    path = write_config(tmp_path, seeds_dir=None, distributed={"broker_url": "redis://127.0.0.1:1/0"})
+    code = ("import sys; sys.modules['dramatiq'] = None; from monitor.cli import main; "
+            f"sys.argv = ['newsmonitor', '--config', {str(path)!r}, 'run', '--once']; main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "distributed.broker_url: needs dramatiq: pip install 'newsmonitor[distributed]'" in done.stderr
+    assert "Traceback" not in done.stderr
