@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from monitor.cluster import ClusterParams
-from monitor.engine import open_runtime, run_pass
+from monitor.engine import Extractor, open_runtime, run_pass
 from monitor.errors import StoreError
 from monitor.ingest import AlreadyStored, Stored, build_clusterer, ingest_article
-from monitor.models import Article
+from monitor.models import Article, ParsedFeed
 from monitor.pipeline import PassReport
 from monitor.settings import load_settings
 from monitor.store import Store
+from monitor.tasks import FeedJob, parse_feed_job
 from tests.conftest import SHARED_DATA, write_config
-from tests.feedserver import Entry, FeedServer, Request, Response, article_html, recent, story
+from tests.feedserver import Entry, FeedServer, Request, Response, article_html, recent, rss, story
 from tests.helpers_daemon import article_urls, feed_row, one_pass, query, wait_for
 from tests.helpers_daemon import config as helper_config
 
@@ -257,3 +260,20 @@ def test_pages_of_one_feed_are_fetched_side_by_side_within_the_per_host_limit(tm
         one_pass(helper_config(tmp_path, [{"url": server.url("/feed.xml")}], fetch={"timeout": 60, "per_host": 2}))
     rows = query(tmp_path / "monitor.db", "SELECT extraction FROM articles")
     assert [r["extraction"] for r in rows] == ["trafilatura", "trafilatura"]
+
+
+def _die(_: object) -> None:
+    """A task whose process dies under it (as when a page exhausts a worker's memory)."""
+    os._exit(1)
+
+
+def test_an_extraction_process_that_dies_costs_its_task_and_the_pool_is_made_again() -> None:
+    extractor = Extractor(1)
+    try:
+        with pytest.raises(BrokenProcessPool):
+            extractor.run(_die, None)
+        feed = rss("http://127.0.0.1", [Entry("after", "After the crash", story("pool", 1), recent(1))]).encode()
+        parsed = extractor.run(parse_feed_job, FeedJob(feed, "http://127.0.0.1/feed.xml"))
+        assert isinstance(parsed, ParsedFeed) and parsed.entries[0].title == "After the crash"
+    finally:
+        extractor.close()
