@@ -261,8 +261,8 @@ def main() -> int:
     print(f"{count} pages from {args.pages} on {args.outlets} loopback outlets; {cores} cores; "
           f"load average {os.getloadavg()[0]:.1f}")
     for n, worker in enumerate(ready, 1):
-        print(f"worker start {n}: ready in {worker.ready_after:.2f} s (process start, imports, language model), "
-              f"RSS {worker.rss_mb:.0f} MB when ready")
+        print(f"worker start {n}: ready in {worker.ready_after:.2f} s (process start, imports; the language model "
+              f"waits for a page without one), RSS {worker.rss_mb:.0f} MB when ready")
     for n, (after, rss, pss) in enumerate(forked, 1):
         print(f"forked worker {n} (newsmonitor worker --processes 2): ready {after:.0f} ms after the fork, "
               f"RSS {rss:.0f} MB, PSS {pss:.0f} MB (pages shared with its parent and sibling counted once)")

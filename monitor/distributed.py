@@ -176,9 +176,13 @@ def run_worker(settings: DistributedSettings, stop: threading.Event, *, threads:
     core); a second job is prefetched, so the thread never waits for Redis
     between jobs. A thread of its own calls the broker every quarter of
     ``heartbeat_timeout``, so a long job does not make its worker look dead.
+
+    The language model is not loaded here: most pages declare their language
+    (trafilatura or ``<html lang>``), so a worker loads it (about 0.5 s and
+    100 MB) on the first page that does not, as the engine's own extraction
+    processes do. ``run_workers`` loads it once before forking, for its children.
     """
     broker = Broker(settings, maintain=False, middleware=middleware)
-    warm_up()
     worker = dramatiq.Worker(broker.broker, queues={QUEUE}, worker_threads=threads, worker_timeout=IDLE_POLL_MS)
     worker.start()
     beat = threading.Thread(target=_heartbeats, args=(broker, stop), name="heartbeat", daemon=True)
