@@ -194,7 +194,6 @@ class Clusterer:
         return [(cid, self.scorer.evidence(q, p.features.years, p.ts, clusters[cid], score, runner_up))
                 for (score, cid), runner_up in zip(ranked, runners_up, strict=True)]
 
-
     # ------------------------------------------------------------------ helpers
 
     def _prepare(self, doc: Doc) -> Prepared:
