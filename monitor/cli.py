@@ -352,9 +352,9 @@ def clusters(ctx: click.Context, limit: int, since: str | None, as_json: bool, a
     settings = _settings(ctx)
     cutoff = iso(datetime.now(UTC) - _since(since)) if since else None
     base_url = settings.web.base_url
-    with Store.open(settings.database) as store:
+    with ReadOnlyStore(settings.database) as reader:
         rows = [row | {"keywords": json.loads(row["keywords"] or "[]"), "url": story_url(base_url, row["id"])}
-                for row in store.latest_clusters(limit, since=cutoff)]
+                for row in reader.latest_clusters(limit, since=cutoff)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -528,8 +528,8 @@ def alerts_send_test(ctx: click.Context, channel: str) -> None:
 def alerts_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """Recent alerts with their delivery status (also those kept because no channel is configured)."""
     settings = _settings(ctx)
-    with Store.open(settings.database) as store:
-        rows = [{k: redact(v) for k, v in r.items()} for r in store.recent_alerts(limit)]
+    with ReadOnlyStore(settings.database) as reader:
+        rows = [{k: redact(v) for k, v in r.items()} for r in reader.recent_alerts(limit)]
     for row in rows:
         row["matched_terms"] = json.loads(row["matched_terms"] or "[]")
         row["delivered_to"] = json.loads(row["delivered_to"] or "[]")

@@ -357,13 +357,6 @@ class Store:
         with self.transaction():
             return self._insert("runs", row).lastrowid
 
-    def latest_clusters(self, limit: int = 20, *, since: str | None = None) -> list[dict[str, Any]]:
-        """Live clusters, last seen first; ``since``: only those last seen at or after it."""
-        return list(self.db.query(
-            "SELECT id, title, size, articles, sources, first_seen, last_seen, keywords FROM clusters "
-            "WHERE merged_into IS NULL AND last_seen >= ? ORDER BY last_seen DESC, id DESC LIMIT ?",
-            [since or "", limit]))
-
     def count(self, table: str) -> int:
         return self.db[table].count
 
@@ -454,11 +447,6 @@ class Store:
         with self.transaction():
             for alert_id, fields in updates:
                 self._update("alerts", alert_id, fields)
-
-    def recent_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "SELECT a.*, c.title AS cluster_title FROM alerts a LEFT JOIN clusters c ON c.id = a.cluster_id "
-            "ORDER BY a.id DESC LIMIT ?", [limit]))
 
 
 class StoreReader:

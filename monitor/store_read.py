@@ -1,4 +1,4 @@
-"""Named read queries for the read-only commands (``status``, ``feeds list``).
+"""Named read queries for the read-only commands (``status``, ``feeds list``, ``clusters``, ``alerts list``).
 
 :class:`ReadOnlyStore` opens the database with SQLite's ``mode=ro``: it cannot
 write, migrate or create the file, so a read-only command run beside the daemon
@@ -68,3 +68,16 @@ class ReadOnlyStore:
             "(SELECT COUNT(*) FROM clusters WHERE merged_into IS NULL) AS clusters, "
             "(SELECT MAX(last_fetched) FROM feeds) AS last_poll")
         return rows[0] if rows else {"articles": 0, "articles_with_text": 0, "clusters": 0, "last_poll": None}
+
+    def latest_clusters(self, limit: int = 20, *, since: str | None = None) -> list[dict[str, Any]]:
+        """Live clusters, last seen first; ``since``: only those last seen at or after it."""
+        return self._rows(
+            "SELECT id, title, size, articles, sources, first_seen, last_seen, keywords FROM clusters "
+            "WHERE merged_into IS NULL AND last_seen >= ? ORDER BY last_seen DESC, id DESC LIMIT ?",
+            [since or "", limit])
+
+    def recent_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest alerts with their stories' titles."""
+        return self._rows(
+            "SELECT a.*, c.title AS cluster_title FROM alerts a LEFT JOIN clusters c ON c.id = a.cluster_id "
+            "ORDER BY a.id DESC LIMIT ?", [limit])

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -19,6 +20,7 @@ from monitor.alerts import CHUNK, evaluate, evaluate_and_record, run_alerts
 from monitor.errors import ConfigError
 from monitor.settings import settings_from_mapping
 from monitor.store import Store
+from monitor.store_read import ReadOnlyStore
 from tests.conftest import ROOT
 from tests.helpers_alerts import (
     SANCTUARY,
@@ -34,6 +36,13 @@ from tests.helpers_alerts import (
 NOW = datetime(2024, 2, 14, 13, 0, tzinfo=UTC)
 BORDER = "Border patrol officers sent to sanctuary cities"
 BORDER_TEXT = "Agents will work with ICE in sanctuary cities, officials said."
+
+
+def recent_alerts(store: Store) -> list[dict[str, Any]]:
+    """The alerts as ``alerts list`` reads them: read-only, beside the writer's connection."""
+    with ReadOnlyStore(store.path) as reader:
+        return reader.recent_alerts()
+
 
 
 @pytest.fixture
@@ -65,7 +74,7 @@ def test_alert_is_recorded_then_delivered_once_per_cluster(tmp_path: Path, store
     [body] = posted(hook)
     assert body["title"] == f"[sanctuary-cities] {BORDER}"
     assert '"sanctuary cities"' in body["message"] and "ICE" in body["message"]
-    [row] = store.recent_alerts()
+    [row] = recent_alerts(store)
     assert row["cluster_id"] == 1 and row["delivered_at"] == NOW.isoformat() and row["attempts"] == 1
     assert json.loads(row["matched_terms"]) == ['"sanctuary cities"', "ICE", '"border patrol"']
 
@@ -110,7 +119,7 @@ def test_realert_when_the_story_gains_enough_new_outlets(tmp_path: Path, store: 
     first, second = posted(hook)
     assert "new story in 1 outlet." in first["message"]
     assert "story grew from 1 to 3 outlets" in second["message"]
-    steps = [(r["step"], r["sources_at_alert"]) for r in reversed(store.recent_alerts())]
+    steps = [(r["step"], r["sources_at_alert"]) for r in reversed(recent_alerts(store))]
     assert steps == [(0, 1), (1, 3)]
 
 
@@ -132,7 +141,7 @@ def test_failed_delivery_is_retried_with_backoff(tmp_path: Path, store: Store, w
     retried = run_alerts(settings, store, now=NOW + timedelta(seconds=61))
     assert (retried.alerts_delivered, retried.pending) == (1, 0)
     assert attempts(web) == 2 and len(posted(web)) == 1
-    [row] = store.recent_alerts()
+    [row] = recent_alerts(store)
     assert row["attempts"] == 2 and row["delivered_at"] is not None
 
 
@@ -393,7 +402,7 @@ def test_a_rule_added_later_fires_on_recent_stories_only(tmp_path: Path, store: 
     after = make_settings(tmp_path, rules=[rule()], channels={"default": []})
     report = run_alerts(after, store, now=NOW)
     assert report.recorded == 1
-    assert [a["cluster_id"] for a in store.recent_alerts()] == [1]
+    assert [a["cluster_id"] for a in recent_alerts(store)] == [1]
     assert run_alerts(after, store, now=NOW + timedelta(minutes=5)).recorded == 0
 
 

@@ -163,7 +163,8 @@ def _database_files(folder: Path) -> dict[str, bytes]:
 
 def test_read_only_commands_write_nothing_beside_a_running_daemon(polled: Path, server: FeedServer,
                                                                    tmp_path: Path) -> None:
-    """status and feeds list open the database read-only: a feed added to the config is shown, not synced."""
+    """status, feeds list, clusters and alerts list open the database read-only: a feed added to the config
+    is shown, not synced."""
     feeds = [{"url": server.url(p), "name": p.strip("/").removesuffix(".xml"), "interval": 600}
              for p in ("/good.xml", "/broken.xml", "/gone.xml", "/old.xml", "/added.xml")]
     path = config(tmp_path, feeds, log_level="WARNING")
@@ -171,7 +172,8 @@ def test_read_only_commands_write_nothing_beside_a_running_daemon(polled: Path, 
     assert "monitor.db" in before
     runner = CliRunner()
     with InstanceLock(tmp_path / "monitor.db"):  # this test process plays the running daemon
-        for args in (["status"], ["status", "--json"], ["feeds", "list"], ["feeds", "list", "--json"]):
+        for args in (["clusters"], ["clusters", "--json"], ["alerts", "list"], ["status"], ["status", "--json"],
+                     ["feeds", "list"], ["feeds", "list", "--json"]):
             result = runner.invoke(cli, ["--config", str(path), *args])
             assert result.exit_code == 0, result.output
         assert server.url("/added.xml") in result.output
