@@ -77,9 +77,7 @@ def teacher_forced_rows(stream: Stream, params: ClusterParams) -> list[Row]:
     rows: list[Row] = []
     for i, it in enumerate(stream, start=1):
         doc = Doc(i, it.title, it.text, it.published, it.source)
-        f = c.features(doc)
-        judged = f.long and f.words >= params.learned_min_words and c.live_docs >= params.learned_after_docs
-        if judged:
+        if c.judged_by_model(c.features(doc)):
             ranked = c.evidence(doc)
             if ranked:
                 cid, ev = ranked[0]

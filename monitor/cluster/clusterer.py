@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.cluster.decisions import Assignment, Doc, Merge, Split
-from monitor.cluster.features import SIGNALS, Features, extract
+from monitor.cluster.features import Features, extract
 from monitor.cluster.joining import FITTED, JoinModel
 from monitor.cluster.memory import Changes, Memory, Recall, cold_candidates, day_of
 from monitor.cluster.persist import decode_cluster, decode_doc, encode_cluster, encode_doc
 from monitor.cluster.revisions import Reviser
 from monitor.cluster.scoring import Query, Scorer
 from monitor.cluster.state import DAY, ClusterState, DocState, Window
-from monitor.cluster.vectors import Row, cosine, query, salient, similarity, split_rows
+from monitor.cluster.vectors import Row, query, salient, similarity, split_rows
 from monitor.cluster.vocabulary import IDF, Vocabulary
 from monitor.cluster_params import ClusterParams
 from monitor.dedup import NearDuplicateIndex
@@ -177,12 +177,18 @@ class Clusterer:
         q = query(f.vectors(), p.idf, self.params.query_terms)
         out = {}
         for cid, c in self.window.clusters.items():
-            sig = {s: (cosine(q[s], c.centroid[s], c.norm_sq[s]) if s in q and s in c.centroid else 0.0)
-                   for s in SIGNALS}
-            sig["year_conflict"] = float(bool(f.years and c.years and not any(y in c.years for y in f.years)))
+            sig = self.scorer.cosines(q, c)
+            sig["year_conflict"] = float(self.scorer.year_conflict(f.years, c))
             sig["score"] = self.scorer.score(q, f.years, p.ts, c)
             out[cid] = sig
         return out
+
+    def judged_by_model(self, f: Features) -> bool:
+        """Whether the learned decision, not a threshold, decides a doc read as ``f``: a full
+        report of ``learned_min_words`` words, once the clusterer holds ``learned_after_docs``."""
+        pr = self.params
+        return (pr.join_decision == "learned" and f.long and f.words >= pr.learned_min_words
+                and self.vocabulary.n_docs >= pr.learned_after_docs)
 
     def evidence(self, doc: Doc) -> list[tuple[int, dict[str, float]]]:
         """The candidate clusters of ``doc`` best first, each with the evidence a learned
@@ -240,7 +246,7 @@ class Clusterer:
         f, (score, cid) = p.features, ranked[0]
         if not f.long:
             return score >= self.params.short_threshold
-        if not self._learned_applies(f):
+        if not self.judged_by_model(f):
             return score >= self.params.threshold
         if score < self.params.learned_min_score:
             return False
@@ -254,10 +260,7 @@ class Clusterer:
             return score >= self.params.threshold
         return self.join_model.probability(evidence) >= self.params.join_probability
 
-    def _learned_applies(self, f: Features) -> bool:
-        pr = self.params
-        return (pr.join_decision == "learned" and f.words >= pr.learned_min_words
-                and self.vocabulary.n_docs >= pr.learned_after_docs)
+
 
     def _as_copy(self, f: Features, q: Query, ts: float) -> Assignment | None:
         """A near-duplicate joins the cluster of its first copy, unless it names others."""

@@ -78,9 +78,7 @@ class Scorer:
             if sig == "ents" and self.names_conflict(qv, cos):
                 total -= p.entity_conflict_penalty * weight
         score = total / wsum if wsum else 0.0
-        # Years are the cheapest tell between a recurring kind of event and its repeat
-        # (this year's vs. last year's flood): both sides date themselves, none in common.
-        if years and c.years and not any(y in c.years for y in years):
+        if self.year_conflict(years, c):
             score -= p.year_conflict_penalty
         return score - self.time_penalty(ts, c)
 
@@ -127,8 +125,7 @@ class Scorer:
         so the same score means more for a doc inside a big story's days than for one a
         week from a lone report; and a doc that matches two clusters almost equally is
         less sure of either."""
-        cos = {sig: (cosine(q[sig], c.centroid[sig], c.norm_sq[sig]) if sig in q and c.centroid.get(sig) else 0.0)
-               for sig in self.weights}
+        cos = self.cosines(q, c)
         gaps = {"span": max(0.0, c.first_ts - ts, ts - c.last_ts), "first": abs(ts - c.first_ts),
                 "last": abs(ts - c.last_ts)}
         near = {f"{name}_{days}d": math.exp(-0.5 * (gap / (days * DAY)) ** 2)
@@ -140,8 +137,19 @@ class Scorer:
             **near,
             "log_size": math.log1p(c.size),
             "names_conflict": float(self.names_conflict(q.get("ents", {}), cos["ents"])),
-            "year_conflict": float(bool(years and c.years and not any(y in c.years for y in years))),
+            "year_conflict": float(self.year_conflict(years, c)),
         }
+
+    def cosines(self, q: Query, c: ClusterState) -> dict[str, float]:
+        """Each signal's cosine with the cluster, 0.0 where either side lacks it."""
+        return {sig: (cosine(q[sig], c.centroid[sig], c.norm_sq[sig]) if sig in q and c.centroid.get(sig) else 0.0)
+                for sig in self.weights}
+
+    @staticmethod
+    def year_conflict(years: frozenset[str], c: ClusterState) -> bool:
+        """Both sides date themselves, and with no year in common: the cheapest tell between a
+        recurring kind of event and its repeat (this year's vs. last year's flood)."""
+        return bool(years and c.years and not any(y in c.years for y in years))
 
     @staticmethod
     def cosine_of(q: Query, c: ClusterState, sig: str) -> float:
