@@ -7,7 +7,10 @@ everything they make reaches the writer, the thread that calls :meth:`Engine.run
 or :meth:`Engine.serve`, as typed messages on one bounded queue: a full
 queue holds the producers back, so memory stays bounded when the writer is the
 slower side. The writer alone holds the database connection and the
-clusterer; articles are clustered in the order they arrive.
+clusterer. It stores each article as it arrives, and places the articles waiting
+for a cluster when no poll is in flight any more (the end of a ``run --once``
+pass), in an order of their own (:func:`monitor.pipeline.settle`), so the
+clusters do not depend on which page happened to arrive first.
 
 The daemon (:mod:`monitor.scheduler`) is this engine on a schedule: its jobs
 only ask for a poll or put a message; a daemon's pass runs from one seeds scan
@@ -41,7 +44,7 @@ from monitor.cluster import Clusterer
 from monitor.engine_polls import Made, Poll, Producers
 from monitor.errors import ConfigError
 from monitor.fetch import HostLimiter, make_client
-from monitor.ingest import build_clusterer
+from monitor.ingest import Pending, build_clusterer
 from monitor.pipeline import (
     Counts,
     FeedResult,
@@ -51,6 +54,7 @@ from monitor.pipeline import (
     ingest_seeds,
     record_poll,
     record_run,
+    settle,
 )
 from monitor.politeness import RobotsCache
 from monitor.settings import FeedConfig, FetchSettings, Settings
@@ -63,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 64  # messages waiting for the writer before the producers are held back
+HELD = 2000  # stored articles kept in memory until placed; more are read back from the store
 
 
 # -- what the writer is handed ------------------------------------------------------------------
@@ -222,6 +227,8 @@ class Engine:
         self._lock = threading.Lock()
         self._polling: dict[str, int] = {}  # feed URL -> its poll in flight (one at a time per feed)
         self._writing = _Writing()
+        self._held: dict[int, Pending] = {}  # stored, not yet placed (up to HELD of them)
+        self._waiting_since: float | None = None  # monotonic time the oldest unplaced article was stored
         self.on_polled: Callable[[FeedResult], None] | None = None  # the daemon reschedules the feed
 
     def __enter__(self) -> Engine:
@@ -290,11 +297,11 @@ class Engine:
 
     def apply(self, message: Message) -> None:
         """The writer's step for one message (daemon-only messages included)."""
-        settings, store, clusterer = self.settings, self.runtime.store, self.runtime.clusterer
-        writing = self._writing
+        settings, store, writing = self.settings, self.runtime.store, self._writing
         if isinstance(message, Made):
-            writing.polls[message.poll].count(ingest_made(store, clusterer, message.article, feed=message.feed,
-                                                          keywords=settings.keywords))
+            outcome = ingest_made(store, message.article, feed=message.feed)
+            writing.polls[message.poll].count(outcome)
+            self._hold(outcome)
         elif isinstance(message, Polled):
             counts = writing.polls.pop(message.poll)
             record_poll(store, message.result, counts, schedule=settings.schedule)
@@ -310,11 +317,36 @@ class Engine:
             run_alerts(settings, store, should_stop=self.stop.is_set)
         elif isinstance(message, RetentionDue):
             apply_retention(store, settings.schedule)
+        if isinstance(message, Polled | SeedsDue) and not self.busy():
+            self.settle()
 
     def ingest_seeds(self) -> Counts:
-        counts = ingest_seeds(self.settings, self.runtime.store, self.runtime.clusterer, self.stop.is_set)
+        counts = ingest_seeds(self.settings, self.runtime.store, self.stop.is_set, on_stored=self._hold)
         self._writing.report.seeds.merge(counts)
         return counts
+
+    def _hold(self, outcome: object) -> None:
+        if not isinstance(outcome, Pending):
+            return
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+        if len(self._held) < HELD:
+            self._held[outcome.article_id] = outcome
+
+    def waiting_for(self) -> float:
+        """Seconds the oldest article stored in this process has waited for its cluster."""
+        return 0.0 if self._waiting_since is None else time.monotonic() - self._waiting_since
+
+    def settle(self) -> int:
+        """Place the stored articles that wait for a cluster (:func:`~monitor.pipeline.settle`); how many."""
+        report, placed = self._writing.report, 0
+        for pending, stored in settle(self.runtime.store, self.runtime.clusterer, self._held,
+                                      keywords=self.settings.keywords):
+            (report.seeds if pending.article.feed_id is None else report.feeds).count(stored)
+            placed += 1
+        report.placed += placed
+        self._waiting_since = None
+        return placed
 
     def drain(self, progress: Callable[[int, int], None] | None = None, total: int = 0) -> None:
         """Apply messages until no poll is in flight: what was fetched before a stop is stored.
@@ -338,6 +370,7 @@ class Engine:
 
     def end_pass(self, kind: str, *, alerts: bool = True, retention: bool = True) -> PassReport:
         """Retention and alerts (if asked), and the pass's ``runs`` row; a new pass begins."""
+        self.settle()
         report = self._writing.report
         if retention:
             apply_retention(self.runtime.store, self.settings.schedule)

@@ -1,11 +1,12 @@
-"""The writer's step: exact dedup, near-dup and event clustering, stored in one transaction.
+"""The writer's steps: store an article (exact dedup), then place it (near-dup and event clustering).
 
-Only the writer thread calls :func:`ingest_article`. The clusterer decides and
-learns the article inside the article's transaction, and what it learned (the
-article's kept state, its cluster's centroid, index rows) is written in that same
-transaction: the store is the clusterer's memory. If the transaction fails, the
-clusterer forgets everything and reads it back from the store when next needed,
-so memory is never ahead of the database.
+Only the writer thread calls these. :func:`store_article` inserts the article
+without a cluster; :func:`place_article` decides its cluster, and the clusterer
+learns it inside that transaction: what it learned (the article's kept state, its
+cluster's centroid, index rows) is written in the same transaction, so the store is
+the clusterer's memory. If the transaction fails, the clusterer forgets everything
+and reads it back from the store when next needed, so memory is never ahead of the
+database.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc, Merge, Reason, Split
 from monitor.dedup import canonical_url, content_hash
 from monitor.models import Article
-from monitor.store import Store, iso
+from monitor.store import Store, iso, parse_iso
 from monitor.store_memory import StoredMemory
 
 
@@ -83,23 +85,43 @@ def _row(article: Article, canonical: str | None, digest: str | None) -> dict[st
     }
 
 
-def ingest_article(
-    store: Store, clusterer: Clusterer, article: Article, *, keywords: Sequence[str] = ()
-) -> IngestOutcome:
-    """Store ``article`` once, with its cluster; storing it again is a no-op that says why."""
-    article = replace(article, published=_sane_published(article), fetched_at=article.fetched_at or datetime.now(UTC))
+@dataclass(frozen=True)
+class Pending:
+    """Stored, and waiting to be placed in a cluster (:func:`place_article`); ``article`` is as stored."""
+
+    article_id: int
+    article: Article
+
+
+def store_article(store: Store, article: Article) -> Pending | AlreadyStored:
+    """Store ``article`` once, without a cluster yet; storing it again is a no-op that says why.
+
+    Placing is a step of its own so the writer can place what a batch of polls brought
+    in publication order, whatever order the pages were fetched in (``Engine.settle``).
+    A crash between the two leaves a stored article without a cluster, which the next
+    settle places: the store says what is left to do."""
+    published, fetched = _sane_published(article), article.fetched_at or datetime.now(UTC)
+    # As the store keeps them (whole seconds), so an article placed from memory and one read back agree.
+    article = replace(article, published=published and published.replace(microsecond=0),
+                      fetched_at=fetched.replace(microsecond=0))
     url = article.canonical_url or article.url
     canonical = canonical_url(url) if url else None
     # Empty texts all hash alike; they must not count as copies of each other.
     digest = content_hash(article.text) if article.text.strip() else None
+    with store.transaction():
+        existing = store.find_duplicate(canonical_url=canonical, guid=article.guid, content_hash=digest,
+                                        feed_id=article.feed_id, source=article.source)
+        if existing:
+            return AlreadyStored(*existing)
+        return Pending(store.insert_article(_row(article, canonical, digest)), article)
+
+
+def place_article(store: Store, clusterer: Clusterer, pending: Pending, *, keywords: Sequence[str] = ()) -> Stored:
+    """Place a stored article in its cluster, in one transaction with what the clusterer learned."""
     learned = False
     try:
         with store.transaction():
-            existing = store.find_duplicate(canonical_url=canonical, guid=article.guid, content_hash=digest,
-                                            feed_id=article.feed_id, source=article.source)
-            if existing:
-                return AlreadyStored(*existing)
-            doc, assignment = _store_placed(store, clusterer, article, canonical, digest, keywords)
+            doc, assignment = _store_placed(store, clusterer, pending, keywords)
             learned = True
             clusterer.add(doc, assignment)
             StoredMemory(store).remember(clusterer.changes())
@@ -113,12 +135,28 @@ def ingest_article(
     )
 
 
-def _store_placed(
-    store: Store, clusterer: Clusterer, article: Article, canonical: str | None, digest: str | None,
-    keywords: Sequence[str],
-) -> tuple[Doc, Assignment]:
-    """Insert the article and place it: its cluster, and any split or merge that causes."""
-    article_id = store.insert_article(_row(article, canonical, digest))
+def ingest_article(
+    store: Store, clusterer: Clusterer, article: Article, *, keywords: Sequence[str] = ()
+) -> IngestOutcome:
+    """Store ``article`` and place it at once, for callers that take one article at a time."""
+    pending = store_article(store, article)
+    if isinstance(pending, AlreadyStored):
+        return pending
+    return place_article(store, clusterer, pending, keywords=keywords)
+
+
+def article_from_row(row: dict[str, Any]) -> Pending:
+    """An article stored by an earlier run and not yet placed, as :func:`store_article` left it."""
+    return Pending(row["id"], Article(
+        url=row["url"] or "", title=row["title"] or "", text=row["text"] or "", source=row["source"] or "",
+        guid=row["guid"], feed_id=row["feed_id"], published=parse_iso(row["published"]),
+        fetched_at=parse_iso(row["fetched_at"]), language=row["language"], canonical_url=row["canonical_url"]))
+
+
+def _store_placed(store: Store, clusterer: Clusterer, pending: Pending,
+                  keywords: Sequence[str]) -> tuple[Doc, Assignment]:
+    """Place the article: its cluster, and any split or merge that causes."""
+    article_id, article = pending.article_id, pending.article
     doc = _doc(article_id, article.title, article.text, article.published or article.fetched_at, article.source)
     assignment = clusterer.decide(doc)
     store.ensure_cluster(assignment.cluster_id, title=article.title)

@@ -221,8 +221,14 @@ def _migration_12_outlet_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_articles_source ON articles(source)")
 
 
+def _migration_13_unplaced_index(db: sqlite_utils.Database) -> None:
+    """Articles stored but not yet in a cluster: the writer places them in publication order when the
+    polls in flight are done (``Engine.settle``), and finds them by this small partial index."""
+    db.execute("CREATE INDEX IF NOT EXISTS idx_articles_unplaced ON articles(id) WHERE cluster_id IS NULL")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1_initial, _migration_2_alerts, _migration_3_feed_health, _migration_4_split_from,
     _migration_5_merges, _migration_6_rescored, _migration_7_clusterer_memory, _migration_8_outlet_identity,
     _migration_9_fts_on_text_only, _migration_10_web_orders, _migration_11_fts_whole_words,
-    _migration_12_outlet_index)
+    _migration_12_outlet_index, _migration_13_unplaced_index)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from monitor.alerts import AlertReport
 from monitor.cluster import Clusterer
 from monitor.dedup import canonical_url
-from monitor.ingest import AlreadyStored, Stored, ingest_article
+from monitor.ingest import AlreadyStored, Pending, Stored, article_from_row, place_article, store_article
 from monitor.intervals import adaptive
 from monitor.models import Article, Fetched, FetchFailed, NotModified, ParseFailed, Skipped
 from monitor.politeness import PollHints, PollPolicy, parse_retry_after
@@ -43,13 +43,15 @@ class Counts:
     splits: int = 0  # clusters the clusterer found to hold two events and split
     merges: int = 0  # clusters the clusterer found to hold one story with another and merged
 
-    def count(self, outcome: Stored | AlreadyStored | Skipped) -> None:
+    def count(self, outcome: Pending | Stored | AlreadyStored | Skipped) -> None:
+        """A stored article counts as added; what placing it did counts when it is placed."""
         if isinstance(outcome, Skipped):
             self.skipped += 1
         elif isinstance(outcome, AlreadyStored):
             self.already_stored += 1
-        else:
+        elif isinstance(outcome, Pending):
             self.added += 1
+        else:
             self.duplicates += outcome.duplicate_of is not None
             self.new_clusters += outcome.is_new_cluster
             self.splits += outcome.split is not None
@@ -97,6 +99,7 @@ class PassReport:
     feeds_failed: int = 0
     duration: float = 0.0
     writer_idle: float = 0.0  # seconds the writer waited for the producers
+    placed: int = 0  # articles placed in a cluster (stored in this pass or left unplaced by an earlier one)
     alerts: AlertReport = field(default_factory=AlertReport)
     started: float = field(default_factory=time.time)  # wall clock, for the ``runs`` row
 
@@ -114,13 +117,30 @@ class PassReport:
             self.feeds_ok += 1
 
 
-def ingest_made(store: Store, clusterer: Clusterer, made: Article | Skipped, *, feed: str,
-                keywords: Sequence[str]) -> Stored | AlreadyStored | Skipped:
-    """One entry of a feed, as its producer made it: stored, or its skip logged."""
+def ingest_made(store: Store, made: Article | Skipped, *, feed: str) -> Pending | AlreadyStored | Skipped:
+    """One entry of a feed, as its producer made it: stored (to be placed by :func:`settle`), or its skip logged."""
     if isinstance(made, Skipped):
         log.warning("entry skipped: %s", made.reason, extra={"event": "entry.skipped", "feed": feed, "url": made.what})
         return made
-    return ingest_article(store, clusterer, made, keywords=keywords)
+    return store_article(store, made)
+
+
+def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *,
+           keywords: Sequence[str]) -> Iterator[tuple[Pending, Stored]]:
+    """Place every stored article that has no cluster yet, in publication order, then by URL.
+
+    An online clusterer's result depends on the order it reads reports in, and the order
+    pages reach the writer is an accident of timing: how fast each outlet answers, how
+    its feed lists items, how many processes extract. Placing a batch in an order of
+    the articles' own (``Store.unplaced_articles``) makes the clusters a function of what
+    was fetched, not of when, and lets the earliest report of a story found in a
+    month of backfill open its cluster. ``held`` are the articles still in memory
+    (by id); any other unplaced article (left by a crash or a stop) is read back.
+    """
+    for article_id in store.unplaced_articles():
+        pending = held.pop(article_id, None) or article_from_row(store.article_for_placing(article_id))
+        yield pending, place_article(store, clusterer, pending, keywords=keywords)
+    held.clear()
 
 
 def _failure_fields(result: FeedResult, policy: PollPolicy, now: datetime) -> dict[str, object]:
@@ -201,8 +221,9 @@ def record_poll(store: Store, result: FeedResult, counts: Counts, *, schedule: S
         "errors_in_a_row": fields["consecutive_errors"] if failed else None, "next_due": fields.get("next_due")})
 
 
-def ingest_seeds(settings: Settings, store: Store, clusterer: Clusterer,
-                 should_stop: Callable[[], bool] = lambda: False) -> Counts:
+def ingest_seeds(settings: Settings, store: Store, should_stop: Callable[[], bool] = lambda: False,
+                 on_stored: Callable[[Pending], None] = lambda pending: None) -> Counts:
+    """Store the seed files not stored yet (placed by :func:`settle`, with the feeds' articles)."""
     counts = Counts()
     if settings.seeds_dir is None:
         return counts
@@ -218,7 +239,10 @@ def ingest_seeds(settings: Settings, store: Store, clusterer: Clusterer,
             log.warning("seed %s skipped: %s", item.what, item.reason)
             counts.count(item)
             continue
-        counts.count(ingest_article(store, clusterer, item, keywords=settings.keywords))
+        outcome = store_article(store, item)
+        counts.count(outcome)
+        if isinstance(outcome, Pending):
+            on_stored(outcome)
     return counts
 
 

@@ -38,7 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.alerts import run_alerts
 from monitor.control import take_enable_requests
-from monitor.engine import AlertsDue, Engine, Polled, RetentionDue, SeedsDue, open_runtime
+from monitor.engine import AlertsDue, Engine, RetentionDue, SeedsDue, open_runtime
 from monitor.errors import MonitorError
 from monitor.lock import InstanceLock
 from monitor.redact import redact, register_settings
@@ -221,8 +221,7 @@ def _run_locked(settings: Settings, stop: threading.Event) -> None:
                     if isinstance(message, SeedsDue) and seeded:
                         engine.end_pass("daemon", alerts=False, retention=False)  # one pass per seeds scan
                     seeded = seeded or isinstance(message, SeedsDue)
-                    if message is not None:
-                        _apply(engine, message)
+                    _apply(engine, message)
             finally:
                 scheduler.shutdown(wait=True)
                 engine.drain()
@@ -230,10 +229,14 @@ def _run_locked(settings: Settings, stop: threading.Event) -> None:
 
 
 def _apply(engine: Engine, message: object) -> None:
-    """The engine's step, then alerts at once when articles were added (the alerts job covers retries)."""
-    before = engine.report.added
-    engine.apply(message)
-    if engine.report.added > before and isinstance(message, Polled | SeedsDue):
+    """The engine's step; articles kept waiting too long are placed; alerts at once when articles were placed
+    (the alerts job covers retries)."""
+    before = engine.report.placed
+    if message is not None:
+        engine.apply(message)
+    if engine.waiting_for() >= engine.settings.schedule.settle_every:
+        engine.settle()
+    if engine.report.placed > before:
         run_alerts(engine.settings, engine.runtime.store, should_stop=engine.stop.is_set)
 
 

@@ -151,10 +151,13 @@ class ScheduleSettings(_Frozen):
     retention_days: int | None = Field(None, ge=1, description="Drop article text older than this; null: keep.")
     adaptive: bool = Field(False, description="Default of feeds' adaptive: true lets server hints and quiet spells "
                                               "lengthen a feed's interval, up to max_interval; false keeps it.")
+    settle_every: float = Field(60, gt=0, description="In the daemon, articles stored while polls are in flight "
+                                "wait at most this many seconds for their cluster (they are placed together, in "
+                                "publication order, when no poll is in flight).")
     config_check: float | None = Field(5, gt=0, description="Seconds between the daemon's checks of the config "
                                                            "file for changes (reloaded live); null: SIGHUP only.")
 
-    @field_validator("seeds_interval", "max_backoff", "max_interval", mode="before")
+    @field_validator("seeds_interval", "max_backoff", "max_interval", "settle_every", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)

@@ -341,15 +341,19 @@ class Store:
             {"id": cluster_id, "keywords": json.dumps(merged), "now": now_iso(), "headline": HEADLINE_CHARS},
         )
 
-    def articles_for_clusterer(self, since: str | None = None) -> Iterator[dict[str, Any]]:
-        """Stored articles in id order, to rebuild the clusterer's in-memory state at start-up."""
-        sql = ("SELECT id, title, text, published, fetched_at, source, cluster_id, duplicate_of, "
-               "duplicate_similarity, cluster_score FROM articles")
-        params: list[Any] = []
-        if since:
-            sql += " WHERE COALESCE(published, fetched_at) >= ?"
-            params.append(since)
-        yield from self.db.query(sql + " ORDER BY id", params)
+    def unplaced_articles(self) -> list[int]:
+        """Stored articles with no cluster yet, in the order they are placed: by the date the
+        clusterer places them at (published, else fetched), then by URL, so the order does not
+        depend on the order they were fetched in."""
+        return [row[0] for row in self.db.execute(
+            "SELECT id FROM articles WHERE cluster_id IS NULL "
+            "ORDER BY COALESCE(published, fetched_at), COALESCE(canonical_url, url, ''), title, id")]
+
+    def article_for_placing(self, article_id: int) -> dict[str, Any]:
+        """What placing an article left unplaced by an earlier run needs (``ingest.article_from_row``)."""
+        return next(self.db.query(
+            "SELECT id, url, canonical_url, guid, feed_id, source, title, text, published, fetched_at, language "
+            "FROM articles WHERE id = ?", [article_id]))
 
     # -- runs and reports ---------------------------------------------------------------------
 

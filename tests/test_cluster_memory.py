@@ -13,7 +13,7 @@ from monitor.cluster import Clusterer, ClusterParams, Doc
 from monitor.cluster.memory import day_of
 from monitor.ingest import Stored, build_clusterer, ingest_article
 from monitor.models import Article
-from monitor.pipeline import apply_retention
+from monitor.pipeline import apply_retention, settle
 from monitor.settings import ScheduleSettings
 from monitor.store import Store
 from monitor.store_memory import StoredMemory
@@ -127,8 +127,9 @@ def test_retention_forgets_the_memory_of_stories_older_than_it(tmp_path: Path) -
 
 def test_a_transaction_that_fails_after_the_clusterer_learned_leaves_memory_as_the_store(tmp_path: Path) -> None:
     """SQLite refuses to keep the fourth article's state (a trigger raising, as a full disk
-    would): the article is rolled back, the clusterer forgets and reads back the store,
-    and the stream then ends exactly as it does when nothing failed."""
+    would): its placing is rolled back and the article stays stored without a cluster, the
+    clusterer forgets and reads back the store, the next settle places the article, and the
+    stream then ends exactly as it does when nothing failed."""
     docs = [doc for _, doc in _stream(SPREAD)][:12]
     with Store.open(tmp_path / "straight.db") as store:
         _ingest(store, build_clusterer(store, SMALL), docs)
@@ -140,9 +141,10 @@ def test_a_transaction_that_fails_after_the_clusterer_learned_leaves_memory_as_t
                          "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
         with pytest.raises(sqlite3.DatabaseError):
             ingest_article(store, clusterer, _article(docs[3]))
-        assert store.count("articles") == 3
+        assert store.count("articles") == 4 and len(store.unplaced_articles()) == 1
         store.db.execute("DROP TRIGGER full_disk")
-        _ingest(store, clusterer, docs[3:])
+        assert len(list(settle(store, clusterer, {}, keywords=()))) == 1
+        _ingest(store, clusterer, docs[4:])
         assert _decisions(store) == straight
 
 

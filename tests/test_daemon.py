@@ -381,7 +381,7 @@ class HeldWriter:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.holding, self.release, self.polled = threading.Event(), threading.Event(), threading.Event()
-        real_ingest = pipeline.ingest_article
+        real_ingest = pipeline.store_article
 
         def ingest(*args: object, **kwargs: object) -> object:
             if not self.holding.is_set():
@@ -396,7 +396,7 @@ class HeldWriter:
                 super().__init__(*args)
                 held.polled.set()
 
-        monkeypatch.setattr(pipeline, "ingest_article", ingest)
+        monkeypatch.setattr(pipeline, "store_article", ingest)
         monkeypatch.setattr(engine, "Polled", SpyPolled)
 
     def stop_with_a_result_queued(self, stop: threading.Event) -> None:
@@ -492,3 +492,31 @@ def test_the_daemon_drops_old_text_on_its_retention_schedule(tmp_path: Path, ser
     assert not thread.is_alive()
     assert texts() == {"harbour-bridge-0": False, "harbour-bridge-1": False,
                        "school-budget-0": True, "school-budget-1": True}
+
+
+def test_while_a_poll_hangs_the_daemon_still_places_what_others_stored(tmp_path: Path, server: FeedServer) -> None:
+    """Articles wait for their cluster until no poll is in flight, but at most ``schedule.settle_every``:
+    a feed that takes its time answering does not keep every other feed's stories out of their clusters."""
+    good_feed(server, "/desk.xml", "harbour bridge", count=2)
+    server.slow("/hanging.xml", 60)
+    settings = load_settings(config(tmp_path, [{"url": server.url("/desk.xml"), "interval": 3600},
+                                               {"url": server.url("/hanging.xml"), "interval": 3600}],
+                                    fetch={"timeout": 120},
+                                    schedule={"jitter": 0, "seeds_interval": 3600, "settle_every": 0.5}))
+    stop = threading.Event()
+    thread = _daemon_in_thread(settings, stop)
+    db = tmp_path / "monitor.db"
+
+    def placed() -> int:
+        try:
+            return len(query(db, "SELECT id FROM articles WHERE cluster_id IS NOT NULL"))
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+
+    try:
+        assert wait_for(lambda: placed() == 2, timeout=30), article_urls(db)
+        assert feed_row(db, server.url("/hanging.xml"))["last_fetched"] is None  # still in flight
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()

@@ -173,10 +173,10 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path, seeds_di
         stored = runtime.store.count("articles")
     store = Store.open(settings.database)
     assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert store.db.execute("SELECT COUNT(*) FROM articles WHERE cluster_id IS NULL").fetchone()[0] == 0
     store.close()
     store, report = run_once(config)
     assert report.seeds.added == 42 - stored and store.count("articles") == 42
+    assert store.unplaced_articles() == []  # what the failed pass stored unplaced is placed now
 
 
 def test_the_full_text_index_is_rewritten_only_when_title_or_text_change(tmp_path: Path) -> None:
@@ -277,3 +277,24 @@ def test_an_extraction_process_that_dies_costs_its_task_and_the_pool_is_made_aga
         assert isinstance(parsed, ParsedFeed) and parsed.entries[0].title == "After the crash"
     finally:
         extractor.close()
+
+
+def test_a_pass_places_its_articles_in_publication_order_whatever_order_they_arrive_in(tmp_path: Path) -> None:
+    """A feed lists four reports of one story newest first, and the older a page, the slower it answers,
+    so the newest arrives first; the pass still places them oldest first: the oldest report opens the
+    story's cluster (a cluster takes the id of the article that opened it), though it arrived last."""
+    entries = [Entry(f"s{n}", f"Harbour bridge report {n}", story("harbour bridge", n), recent(n, hours=30))
+               for n in range(4)]
+    with FeedServer() as server:
+        server.feed("/feed.xml", entries)
+        for n, entry in enumerate(entries):
+            server.page(f"/articles/{entry.slug}", article_html(entry.title, entry.text), delay=0.2 * n)
+        settings = load_settings(helper_config(tmp_path, [{"url": server.url("/feed.xml")}],
+                                               fetch={"per_host": 4, "concurrency": 4}))
+        with open_runtime(settings) as runtime:
+            report = run_pass(runtime)
+    rows = query(settings.database, "SELECT id, url, published, cluster_id FROM articles ORDER BY id")
+    assert [r["url"] for r in rows] == [server.url(f"/articles/s{n}") for n in range(4)]  # arrived newest first
+    oldest = min(rows, key=lambda r: r["published"])
+    assert oldest["id"] == 4 and report.placed == 4
+    assert {r["cluster_id"] for r in rows} == {oldest["id"]}
