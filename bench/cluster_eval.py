@@ -174,7 +174,7 @@ def pairwise(pred: Sequence[int], gold: Sequence[str]) -> tuple[float, float]:
 
 def _pipeline_available() -> bool:
     try:
-        from monitor.pipeline import ingest_article  # noqa: F401
+        from monitor.ingest import ingest_article  # noqa: F401
         from monitor.store import Store  # noqa: F401
     except Exception:  # any import problem means: use the direct path
         return False
@@ -227,8 +227,8 @@ def run_pipeline(items: Sequence[Item], params: ClusterParams) -> list[int]:
     would see it (splits move earlier articles); an exact duplicate (``AlreadyStored``)
     counts in the cluster of the stored copy.
     """
+    from monitor.ingest import ingest_article
     from monitor.models import Article
-    from monitor.pipeline import ingest_article
     from monitor.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
