@@ -127,6 +127,8 @@ def run_once(config: Path, options: Options) -> str:
                           capture_output=True, timeout=options.timeout, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"run --once failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    with (config.parent / "newsmonitor.log").open("a", encoding="utf-8") as log:  # kept with --keep
+        log.write(done.stderr)
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
 

@@ -339,13 +339,16 @@ class Engine:
 
     def settle(self) -> int:
         """Place the stored articles that wait for a cluster (:func:`~monitor.pipeline.settle`); how many."""
-        report, placed = self._writing.report, 0
+        report, placed, started = self._writing.report, 0, time.monotonic()
         for pending, stored in settle(self.runtime.store, self.runtime.clusterer, self._held,
                                       keywords=self.settings.keywords):
             (report.seeds if pending.article.feed_id is None else report.feeds).count(stored)
             placed += 1
         report.placed += placed
         self._waiting_since = None
+        if placed:
+            log.info("articles placed in their clusters", extra={
+                "event": "settle", "articles": placed, "duration": round(time.monotonic() - started, 3)})
         return placed
 
     def drain(self, progress: Callable[[int, int], None] | None = None, total: int = 0) -> None:

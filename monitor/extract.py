@@ -20,6 +20,7 @@ import lxml.html
 import trafilatura
 from lxml.etree import ParserError
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
+from trafilatura.settings import set_date_params
 
 from monitor.dedup import same_outlet
 from monitor.models import Article, FeedEntry, Skipped
@@ -161,11 +162,22 @@ def declared_language(content: bytes | str) -> str | None:
     return match.group(1).decode("ascii").lower() if match else None
 
 
+def _date_params() -> dict[str, Any]:
+    """trafilatura's own date settings, asking for the time of day too, and reading a date in the URL
+    (``/2026/11/11/``, a day only) only when the page states none in full: by default htmldate keeps
+    only the day, and the undated feed item of a page saying ``article:published_time`` 14:25 was
+    placed at midnight, hours away from its story's other reports (measured on the realistic stream:
+    B-cubed F1 of the clusterer 0.939 with those dates, 0.947 with the pages' own)."""
+    return set_date_params(extensive=True) | {"outputformat": "%Y-%m-%dT%H:%M:%S%z", "deferred_url_extractor": True}
+
+
 def _trafilatura(content: bytes | str, url: str) -> Any:
     """trafilatura's reading of the page: fast first, the full extraction when that found little text."""
-    doc = trafilatura.bare_extraction(content, url=url, with_metadata=True, include_comments=False, fast=True)
+    options: dict[str, Any] = {"url": url, "with_metadata": True, "include_comments": False,
+                               "date_extraction_params": _date_params()}
+    doc = trafilatura.bare_extraction(content, fast=True, **options)
     if doc is None or len(doc.text or "") < FAST_ENOUGH_CHARS:
-        doc = trafilatura.bare_extraction(content, url=url, with_metadata=True, include_comments=False)
+        doc = trafilatura.bare_extraction(content, **options)
     return doc
 
 
