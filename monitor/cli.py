@@ -485,7 +485,7 @@ def alerts_test(ctx: click.Context, rule_or_query: str, since: str, as_query: bo
     rule = resolve_rule(settings, rule_or_query, as_query=as_query)
     for warning in lowercase_operators(rule.query):
         click.echo(f"warning: {warning}", err=True)
-    with Store.open(settings.database) as store:
+    with Store.open_read_only(settings.database) as store:
         matches = dry_run(settings, store, rule, since=window)
     click.echo(f"{rule.name}: {len(matches)} matching clusters seen in the last {since}")
     for match in matches:

@@ -116,6 +116,26 @@ class Store:
             raise StoreError(f"{path}: cannot use the database: {exc}") from None
         return store
 
+    @classmethod
+    def open_read_only(cls, path: Path) -> Store:
+        """Open an existing database with SQLite's ``mode=ro``, for commands that only read (``alerts test``):
+        it cannot write, migrate or create the file, so it never competes with the writer. A database at an
+        older schema is refused rather than upgraded (the writer upgrades it)."""
+        path = Path(path)
+        if not path.exists():
+            raise StoreError(f"{path}: no database yet; `newsmonitor run --once` creates it")
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            store = cls(sqlite_utils.Database(conn), path)
+            version = store.schema_version()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot read the database: {exc}") from None
+        if version != len(MIGRATIONS):
+            store.close()
+            raise StoreError(f"{path}: the database is at schema {version}, this newsmonitor reads "
+                             f"{len(MIGRATIONS)}; `newsmonitor run --once` upgrades it")
+        return store
+
     def close(self) -> None:
         self.db.conn.close()
 

@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -88,6 +89,23 @@ def test_alerts_test_dry_runs_a_rule_or_a_query_and_sends_nothing(config: Path, 
     store = Store.open(config.parent / "monitor.db")
     assert store.count("alerts") == alerts_before
     store.close()
+
+
+def test_alerts_test_reads_the_database_read_only_and_never_upgrades_it(config: Path) -> None:
+    """A dry run beside the daemon writes nothing, not even a migration: a database at an older schema
+    is refused with what to do, and left as it was."""
+    assert invoke(config, "alerts", "test", "ICE")[0] != 0  # no database yet: nothing is created
+    assert not (config.parent / "monitor.db").exists()
+    assert invoke(config, "run", "--once")[0] == 0
+    store = Store.open(config.parent / "monitor.db")
+    newest = store.schema_version()
+    store.db.execute("DELETE FROM _migrations WHERE id = ?", [newest])
+    store.close()
+    code, output = invoke(config, "alerts", "test", "ICE")
+    assert code != 0 and f"schema {newest - 1}" in output and "run --once` upgrades it" in output
+    conn = sqlite3.connect(config.parent / "monitor.db")
+    assert conn.execute("SELECT MAX(id) FROM _migrations").fetchone()[0] == newest - 1
+    conn.close()
 
 
 def test_alerts_test_reports_a_malformed_query_with_its_position(config: Path) -> None:
