@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cluster import ClusterParams
-from monitor.engine import Extractor, open_runtime, run_pass
+from monitor.engine import QUEUE_SIZE, Engine, Extractor, feed_states, open_runtime, run_pass
 from monitor.errors import StoreError
 from monitor.ingest import AlreadyStored, Stored, build_clusterer, ingest_article
 from monitor.models import Article, ParsedFeed
@@ -298,3 +298,22 @@ def test_a_pass_places_its_articles_in_publication_order_whatever_order_they_arr
     oldest = min(rows, key=lambda r: r["published"])
     assert oldest["id"] == 4 and report.placed == 4
     assert {r["cluster_id"] for r in rows} == {oldest["id"]}
+
+
+def test_a_writer_that_falls_behind_holds_the_producers_back_and_loses_nothing(tmp_path: Path) -> None:
+    """Memory stays bounded when the writer is the slower side: a poll of 100 entries fills the writer's
+    queue (QUEUE_SIZE messages) and waits there, still polling, until the writer drains it; then every
+    entry is stored."""
+    entries = [Entry(f"e{n}", f"Entry {n} of the desk", story(f"desk topic {n}", n), recent(n)) for n in range(100)]
+    with FeedServer() as server:
+        server.feed("/feed.xml", entries, pages=False)
+        settings = load_settings(helper_config(tmp_path, [{"url": server.url("/feed.xml")}],
+                                               fetch={"fetch_pages": False}))  # entries from the feed itself
+        with open_runtime(settings) as runtime, Engine(runtime) as engine:
+            runtime.store.sync_feeds(settings.feeds)
+            [(feed, state)] = feed_states(runtime.store, settings.feeds)
+            assert engine.poll(feed, state)
+            assert wait_for(engine._queue.full, timeout=30)
+            assert engine.busy() and engine._queue.qsize() == QUEUE_SIZE < len(entries)
+            engine.drain()
+            assert not engine.busy() and runtime.store.count("articles") == len(entries)
