@@ -41,6 +41,12 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection with SQLite's ``mode=ro``: it cannot write, migrate or create the file, and (WAL) reads
+    while the writer commits; for the read-only commands and the fetch threads' look-ups."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+
+
 def parse_iso(value: str | None) -> datetime | None:
     """The inverse of :func:`iso`, always aware (UTC if the text has no offset); None (or a malformed value
     from a hand-edited row) gives None."""
@@ -125,8 +131,7 @@ class Store:
         if not path.exists():
             raise StoreError(f"{path}: no database yet; `newsmonitor run --once` creates it")
         try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-            store = cls(sqlite_utils.Database(conn), path)
+            store = cls(sqlite_utils.Database(connect_read_only(path)), path)
             version = store.schema_version()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: cannot read the database: {exc}") from None
@@ -482,14 +487,13 @@ class StoreReader:
     """
 
     def __init__(self, path: Path) -> None:
-        self._uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        self._path = Path(path)
         self._local = threading.local()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self._uri, uri=True, timeout=30, check_same_thread=True)
-            self._local.conn = conn
+            conn = self._local.conn = connect_read_only(self._path)
         return conn
 
     def feed_state(self, url: str) -> FeedState | None:

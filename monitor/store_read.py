@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import StoreError
+from monitor.store import connect_read_only
 
 
 class ReadOnlyStore:
@@ -27,7 +28,7 @@ class ReadOnlyStore:
     def __enter__(self) -> ReadOnlyStore:
         if self.path.exists():
             try:
-                self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+                self._conn = connect_read_only(self.path)
                 self._conn.row_factory = sqlite3.Row
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path}: cannot read the database: {exc}") from None
