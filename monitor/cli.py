@@ -405,8 +405,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
 def _status_lines(report: StatusReport, every: dict[str, PollInterval]) -> Iterator[str]:
     daemon = f"running (pid {report.daemon_pid})" if report.daemon_pid else "not running"
     yield f"database: {report.database}  daemon: {daemon}"
+    waiting = f", {report.unplaced} waiting for their cluster" if report.unplaced else ""
     yield (f"articles: {report.articles} ({report.articles - report.articles_with_text} with text dropped "
-           f"by retention)  clusters: {report.clusters}  last poll: {report.last_poll or 'never'}")
+           f"by retention{waiting})  clusters: {report.clusters}  last poll: {report.last_poll or 'never'}")
     if report.last_pass:
         run = report.last_pass
         by = " (daemon)" if run.get("kind") == "daemon" else ""

@@ -64,6 +64,7 @@ class StatusReport:
     daemon_pid: int | None
     articles: int
     articles_with_text: int
+    unplaced: int  # stored, waiting for their cluster (placed when the polls in flight are done)
     clusters: int
     last_pass: dict[str, Any] | None
     last_poll: str | None
@@ -115,6 +116,7 @@ def status_report(reader: ReadOnlyStore, settings: Settings) -> StatusReport:
     totals = reader.totals()
     return StatusReport(
         database=str(Path(settings.database).resolve()), daemon_pid=running_pid(settings.database),
-        articles=totals["articles"], articles_with_text=totals["articles_with_text"], clusters=totals["clusters"],
+        articles=totals["articles"], articles_with_text=totals["articles_with_text"], unplaced=totals["unplaced"],
+        clusters=totals["clusters"],
         last_pass=reader.last_run(), last_poll=totals["last_poll"], feeds=feed_health(reader, list(settings.feeds)),
     )

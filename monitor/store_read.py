@@ -62,13 +62,16 @@ class ReadOnlyStore:
         return rows[0] if rows else None
 
     def totals(self) -> dict[str, Any]:
-        """Articles (and those whose text retention dropped), live clusters, and the latest feed poll."""
+        """Articles (those whose text retention dropped, those waiting for their cluster), live clusters, and
+        the latest feed poll."""
         rows = self._rows(
             "SELECT (SELECT COUNT(*) FROM articles) AS articles, "
             "(SELECT COUNT(*) FROM articles WHERE text IS NOT NULL) AS articles_with_text, "
+            "(SELECT COUNT(*) FROM articles WHERE cluster_id IS NULL) AS unplaced, "
             "(SELECT COUNT(*) FROM clusters WHERE merged_into IS NULL) AS clusters, "
             "(SELECT MAX(last_fetched) FROM feeds) AS last_poll")
-        return rows[0] if rows else {"articles": 0, "articles_with_text": 0, "clusters": 0, "last_poll": None}
+        return rows[0] if rows else {"articles": 0, "articles_with_text": 0, "unplaced": 0, "clusters": 0,
+                                     "last_poll": None}
 
     def latest_clusters(self, limit: int = 20, *, since: str | None = None) -> list[dict[str, Any]]:
         """Live clusters, last seen first; ``since``: only those last seen at or after it."""
