@@ -44,7 +44,7 @@ from monitor.cluster import Clusterer
 from monitor.engine_polls import Made, Poll, Producers
 from monitor.errors import ConfigError
 from monitor.fetch import HostLimiter, make_client
-from monitor.ingest import Pending, build_clusterer
+from monitor.ingest import Pending, Stored, build_clusterer
 from monitor.pipeline import (
     Counts,
     FeedResult,
@@ -340,10 +340,10 @@ class Engine:
     def settle(self) -> int:
         """Place the stored articles that wait for a cluster (:func:`~monitor.pipeline.settle`); how many."""
         report, placed, started = self._writing.report, 0, time.monotonic()
-        for pending, stored in settle(self.runtime.store, self.runtime.clusterer, self._held,
+        for pending, outcome in settle(self.runtime.store, self.runtime.clusterer, self._held,
                                       keywords=self.settings.keywords):
-            (report.seeds if pending.article.feed_id is None else report.feeds).count(stored)
-            placed += 1
+            (report.seeds if pending.article.feed_id is None else report.feeds).count(outcome)
+            placed += isinstance(outcome, Stored)
         report.placed += placed
         self._waiting_since = None
         if placed:

@@ -49,8 +49,11 @@ def matched_keywords(keywords: Sequence[str], text: str) -> list[str]:
     return [k for k in keywords if re.search(rf"(?<!\w){re.escape(k)}(?!\w)", text, re.IGNORECASE)]
 
 
-def _doc(article_id: int, title: str, text: str, when: datetime | None, source: str) -> Doc:
-    return Doc(id=article_id, title=title, text=text, published=when, source=source)
+def _doc_of(pending: Pending) -> Doc:
+    """What the clusterer reads of a stored article: placed at its date, else when it was fetched."""
+    article = pending.article
+    return Doc(id=pending.article_id, title=article.title, text=article.text,
+               published=article.published or article.fetched_at, source=article.source)
 
 
 MAX_CLOCK_SKEW = timedelta(days=1)
@@ -145,6 +148,35 @@ def ingest_article(
     return place_article(store, clusterer, pending, keywords=keywords)
 
 
+@dataclass(frozen=True)
+class Rehomed:
+    """An article that had opened a cluster of its own, moved into the story it joins now."""
+
+    article_id: int
+    cluster_id: int
+    merge: Merge
+
+
+def rehome_article(store: Store, clusterer: Clusterer, pending: Pending, *,
+                   keywords: Sequence[str] = ()) -> Rehomed | None:
+    """Read again an article that opened a cluster and still stands alone (``Clusterer.rehome``); if it
+    joins a story now, its cluster merges into that one, in one transaction with the clusterer's memory."""
+    assignment = clusterer.rehome(_doc_of(pending))
+    if assignment is None or assignment.merge is None:
+        return None
+    try:
+        with store.transaction():
+            store.merge_cluster(assignment.merge.absorbed, assignment.cluster_id)
+            _store_reasons(store, assignment.merge.reasons)
+            _refresh_with_keywords(store, assignment.cluster_id, keywords)
+            clusterer.move(pending.article_id, assignment)
+            StoredMemory(store).remember(clusterer.changes())
+    except BaseException:
+        clusterer.forget()  # memory may be ahead of what was rolled back: the store is the truth
+        raise
+    return Rehomed(pending.article_id, assignment.cluster_id, assignment.merge)
+
+
 def article_from_row(row: dict[str, Any]) -> Pending:
     """An article stored by an earlier run and not yet placed, as :func:`store_article` left it."""
     return Pending(row["id"], Article(
@@ -157,7 +189,7 @@ def _store_placed(store: Store, clusterer: Clusterer, pending: Pending,
                   keywords: Sequence[str]) -> tuple[Doc, Assignment]:
     """Place the article: its cluster, and any split or merge that causes."""
     article_id, article = pending.article_id, pending.article
-    doc = _doc(article_id, article.title, article.text, article.published or article.fetched_at, article.source)
+    doc = _doc_of(pending)
     assignment = clusterer.decide(doc)
     store.ensure_cluster(assignment.cluster_id, title=article.title)
     store.set_article_cluster(

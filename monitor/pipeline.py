@@ -18,7 +18,16 @@ from datetime import UTC, datetime, timedelta
 from monitor.alerts import AlertReport
 from monitor.cluster import Clusterer
 from monitor.dedup import canonical_url
-from monitor.ingest import AlreadyStored, Pending, Stored, article_from_row, place_article, store_article
+from monitor.ingest import (
+    AlreadyStored,
+    Pending,
+    Rehomed,
+    Stored,
+    article_from_row,
+    place_article,
+    rehome_article,
+    store_article,
+)
 from monitor.intervals import adaptive
 from monitor.models import Article, Fetched, FetchFailed, NotModified, ParseFailed, Skipped
 from monitor.politeness import PollHints, PollPolicy, parse_retry_after
@@ -43,9 +52,11 @@ class Counts:
     splits: int = 0  # clusters the clusterer found to hold two events and split
     merges: int = 0  # clusters the clusterer found to hold one story with another and merged
 
-    def count(self, outcome: Pending | Stored | AlreadyStored | Skipped) -> None:
+    def count(self, outcome: Pending | Stored | Rehomed | AlreadyStored | Skipped) -> None:
         """A stored article counts as added; what placing it did counts when it is placed."""
-        if isinstance(outcome, Skipped):
+        if isinstance(outcome, Rehomed):
+            self.merges += 1
+        elif isinstance(outcome, Skipped):
             self.skipped += 1
         elif isinstance(outcome, AlreadyStored):
             self.already_stored += 1
@@ -125,8 +136,11 @@ def ingest_made(store: Store, made: Article | Skipped, *, feed: str) -> Pending 
     return store_article(store, made)
 
 
+HELD_OPENED = 2000  # articles that opened a cluster kept in memory to read again; more are read back
+
+
 def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *,
-           keywords: Sequence[str]) -> Iterator[tuple[Pending, Stored]]:
+           keywords: Sequence[str]) -> Iterator[tuple[Pending, Stored | Rehomed]]:
     """Place every stored article that has no cluster yet, in publication order, then by URL.
 
     An online clusterer's result depends on the order it reads reports in, and the order
@@ -136,11 +150,23 @@ def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *,
     was fetched, not of when, and lets the earliest report of a story found in a
     month of backfill open its cluster. ``held`` are the articles still in memory
     (by id); any other unplaced article (left by a crash or a stop) is read back.
+
+    Then each article that opened a cluster and still stands alone is read again against
+    what the batch built after it (``Clusterer.rehome``), and moved if it joins a story now.
     """
+    opened: list[Pending | int] = []  # docs that opened a cluster, to read again at the end (ids past HELD_OPENED)
     for article_id in store.unplaced_articles():
         pending = held.pop(article_id, None) or article_from_row(store.article_for_placing(article_id))
-        yield pending, place_article(store, clusterer, pending, keywords=keywords)
+        stored = place_article(store, clusterer, pending, keywords=keywords)
+        if stored.is_new_cluster and stored.duplicate_of is None:
+            opened.append(pending if len(opened) < HELD_OPENED else article_id)
+        yield pending, stored
     held.clear()
+    for item in opened:
+        pending = item if isinstance(item, Pending) else article_from_row(store.article_for_placing(item))
+        moved = rehome_article(store, clusterer, pending, keywords=keywords)
+        if moved is not None:
+            yield pending, moved
 
 
 def _failure_fields(result: FeedResult, policy: PollPolicy, now: datetime) -> dict[str, object]:
