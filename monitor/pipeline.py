@@ -151,19 +151,22 @@ def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *,
     month of backfill open its cluster. ``held`` are the articles still in memory
     (by id); any other unplaced article (left by a crash or a stop) is read back.
 
-    Then each article that opened a cluster and still stands alone is read again against
-    what the batch built after it (``Clusterer.rehome``), and moved if it joins a story now.
+    Then each article that stands alone in the cluster it opened, in this batch or an earlier
+    one, and that a doc of this batch was scored against (a related report came after it), is
+    read again against what was built since (``Clusterer.rehome``), and moved if it joins a
+    story now.
     """
-    opened: list[Pending | int] = []  # docs that opened a cluster, to read again at the end (ids past HELD_OPENED)
+    opened: dict[int, Pending] = {}  # docs that opened a cluster in this batch (up to HELD_OPENED of them)
+    clusterer.lone_considered()  # only what this batch's docs were scored against counts below
     for article_id in store.unplaced_articles():
         pending = held.pop(article_id, None) or article_from_row(store.article_for_placing(article_id))
         stored = place_article(store, clusterer, pending, keywords=keywords)
-        if stored.is_new_cluster and stored.duplicate_of is None:
-            opened.append(pending if len(opened) < HELD_OPENED else article_id)
+        if stored.is_new_cluster and len(opened) < HELD_OPENED:
+            opened[article_id] = pending
         yield pending, stored
     held.clear()
-    for item in opened:
-        pending = item if isinstance(item, Pending) else article_from_row(store.article_for_placing(item))
+    for article_id in clusterer.lone_considered():
+        pending = opened.get(article_id) or article_from_row(store.article_for_placing(article_id))
         moved = rehome_article(store, clusterer, pending, keywords=keywords)
         if moved is not None:
             yield pending, moved

@@ -46,6 +46,7 @@ class Prepared:
     salient: list[tuple[str, float]]  # index keys (top terms, entities) and weights (``vectors.salient``)
     _rows: dict[str, Row] | None = field(default=None, repr=False)
     cold: dict[int, ClusterState] = field(default_factory=dict)  # candidates read back from the store
+    considered: tuple[int, ...] = ()  # the clusters ``decide`` scored it against
 
     def rows(self) -> dict[str, Row]:
         if self._rows is None:
@@ -80,6 +81,7 @@ class Clusterer:
         self.reviser = Reviser(self.params, self.window, self.vocabulary, self.scorer)
         self._version = 0  # bumped by every add
         self._prepared: Prepared | None = None
+        self._considered: set[int] = set()  # clusters later docs were scored against (``lone_considered``)
         self._changes = Changes()
 
     # ------------------------------------------------------------------ public API
@@ -92,6 +94,7 @@ class Clusterer:
         if copy is not None:
             return copy
         clusters, ranked = self._ranked(p, q)
+        p.considered = tuple(cid for _, cid in ranked)
         if not ranked or not self._joins(p, q, clusters, ranked):
             return Assignment.new(doc.id)
         score, cluster = ranked[0][0], clusters[ranked[0][1]]
@@ -121,6 +124,7 @@ class Clusterer:
         self.window.keep(doc.id, state)
         if p.features.sig is not None:
             self.duplicates.insert(doc.id, p.features.sig)
+        self._considered.update(p.considered)
         if assignment.cluster_id in p.cold:
             self.window.adopt(p.cold[assignment.cluster_id])
         self.window.add_to_cluster(assignment.cluster_id, doc.id, p.features, p.ts, p.idf, state.keys)
@@ -130,6 +134,19 @@ class Clusterer:
             self.window.apply_merge(assignment.cluster_id, assignment.merge)
         self._note_changes(doc.id, assignment)
         self._evict()
+
+    def lone_considered(self) -> list[int]:
+        """Docs alone in the cluster they opened that a doc added since the last call was scored against,
+        by date: the reports worth reading again (``rehome``), since a related report came after them."""
+        lone = []
+        for cid in self._considered:
+            c = self.window.clusters.get(cid)
+            if c is not None and c.size == 1 and len(c.members) == 1:
+                doc_id = next(iter(c.members))
+                if self.window.docs[doc_id].root == doc_id:
+                    lone.append((self.window.docs[doc_id].ts, doc_id))
+        self._considered = set()
+        return [doc_id for _, doc_id in sorted(lone)]
 
     def rehome(self, doc: Doc) -> Assignment | None:
         """Read again a doc that opened a cluster and still stands alone there: the join it makes
