@@ -152,9 +152,10 @@ def task_rate(folder: Path) -> float:
     return len(pages) / (time.perf_counter() - started)
 
 
-def full_pass(bases: list[str], workdir: Path, *, warm: bool, server: int) -> tuple[PassReport, float]:
-    """``run --once`` on a new database, and its CPU seconds (this process and the extraction processes);
-    ``warm``: timed once the extraction processes are up, as in a daemon (cold: their start is in the pass)."""
+def full_pass(bases: list[str], workdir: Path, *, warm: bool, server: int) -> tuple[PassReport, float, float]:
+    """``run --once`` on a new database: its report, wall-clock seconds and CPU seconds (this process and the
+    extraction processes). ``warm``: timed from the moment the extraction processes are up, as in a daemon
+    (the report's own duration counts from the engine's start, their start included, as the cold pass does)."""
     from monitor.engine import Engine, open_runtime
     from monitor.logs import configure_logging
     from monitor.settings import settings_from_mapping
@@ -169,9 +170,10 @@ def full_pass(bases: list[str], workdir: Path, *, warm: bool, server: int) -> tu
     with open_runtime(settings) as runtime, Engine(runtime) as engine:
         if warm:
             engine.wait_ready()
-        cpu = time.process_time() + descendants_cpu(server)
+        cpu, started = time.process_time() + descendants_cpu(server), time.perf_counter()
         report = engine.run_pass()
-        return report, time.process_time() + descendants_cpu(server) - cpu
+        wall = time.perf_counter() - started if warm else report.duration
+        return report, wall, time.process_time() + descendants_cpu(server) - cpu
 
 
 def main() -> int:
@@ -192,8 +194,8 @@ def main() -> int:
         count, bare, bare_cpu = bare_rate(args.pages)
         task = task_rate(args.pages)
         with tempfile.TemporaryDirectory(prefix="pass_rate-") as tmp:
-            cold, _ = full_pass(bases, Path(tmp) / "cold", warm=False, server=child.pid)
-            warm, warm_cpu = full_pass(bases, Path(tmp) / "warm", warm=True, server=child.pid)
+            cold, cold_wall, _ = full_pass(bases, Path(tmp) / "cold", warm=False, server=child.pid)
+            warm, warm_wall, warm_cpu = full_pass(bases, Path(tmp) / "warm", warm=True, server=child.pid)
     finally:
         child.terminate()
     from monitor.engine import extraction_workers
@@ -204,10 +206,11 @@ def main() -> int:
           f"{extraction_workers(FetchSettings())} extraction processes; load average {os.getloadavg()[0]:.1f}")
     print(f"bare trafilatura loop (1 process): {bare:.1f} pages/s, {bare_cpu * 1000:.1f} CPU-ms/page; "
           f"extract_page, the workers' task (decode, trafilatura, cleaning, language): {task:.1f} pages/s")
-    for name, report in (("full pass, processes up (daemon)", warm), ("full pass, cold (run --once)", cold)):
-        print(f"{name}: {count / report.duration:.1f} pages/s ({report.duration:.2f} s, {report.feeds.added} "
-              f"articles stored, {report.feeds_ok} feeds ok); writer idle {report.writer_idle / report.duration:.0%}")
-    print(f"ratio: {count / warm.duration / bare:.2f} (processes up), {count / cold.duration / bare:.2f} (cold)")
+    for name, report, wall in (("full pass, processes up (daemon)", warm, warm_wall),
+                               ("full pass, cold (run --once)", cold, cold_wall)):
+        print(f"{name}: {count / wall:.1f} pages/s ({wall:.2f} s, {report.feeds.added} "
+              f"articles stored, {report.feeds_ok} feeds ok); writer idle {report.writer_idle / wall:.0%}")
+    print(f"ratio: {count / warm_wall / bare:.2f} (processes up), {count / cold_wall / bare:.2f} (cold)")
     per_page = warm_cpu / count
     print(f"CPU: the pass costs {per_page * 1000:.1f} CPU-ms/page (this process and the extraction processes; "
           f"the page server apart), {per_page / bare_cpu:.2f}x the bare loop's; on {cores} free cores that is at "
