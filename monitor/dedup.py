@@ -189,9 +189,10 @@ class NearDuplicateIndex:
     def __len__(self) -> int:
         return len(self._sigs)
 
-    def signature(self, text: str) -> MinHash | None:
-        """MinHash of the text's shingles, or None for a text too short to judge."""
-        hashes = shingle_hashes(text, self.shingle_size)
+    def signature(self, text: str | np.ndarray) -> MinHash | None:
+        """MinHash of the text's shingles (or of shingle hashes already made: ``shingle_hashes``),
+        or None for a text too short to judge."""
+        hashes = shingle_hashes(text, self.shingle_size) if isinstance(text, str) else text
         if len(hashes) < 2:
             return None
         m = self._template.copy()

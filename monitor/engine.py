@@ -59,7 +59,7 @@ from monitor.pipeline import (
 from monitor.politeness import RobotsCache
 from monitor.settings import FeedConfig, FetchSettings, Settings
 from monitor.store import FeedState, Store, StoreReader
-from monitor.tasks import ignore_stop_signals, warm_up
+from monitor.tasks import ReadFor, ignore_stop_signals, warm_up
 
 if TYPE_CHECKING:
     from monitor.distributed import RemoteExtractor
@@ -222,7 +222,8 @@ class Engine:
             client=runtime.client, settings=fetch, limiter=limiter,
             robots=make_robots(fetch, runtime.client, limiter), known=StoreReader(runtime.store.path),
             fetchers=self._fetchers, run_task=self._extractor.run, emit=self._emit,
-            should_stop=self.stopping)
+            should_stop=self.stopping, read_for=ReadFor(self.settings.cluster.max_words,
+                                                        self.settings.cluster.shingle_size))
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._polling: dict[str, int] = {}  # feed URL -> its poll in flight (one at a time per feed)

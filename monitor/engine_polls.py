@@ -41,7 +41,7 @@ from monitor.pipeline import FeedResult
 from monitor.politeness import RobotsCache, hints_from_response
 from monitor.settings import FeedConfig, FetchSettings
 from monitor.store import FeedState, StoreReader
-from monitor.tasks import FeedJob, PageJob, PageResult, extract_page, parse_feed_job
+from monitor.tasks import FeedJob, PageJob, PageResult, ReadFor, extract_page, parse_feed_job
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class Producers:
     run_task: Run  # the extraction pool (monitor.engine.Extractor.run)
     emit: Callable[[object], None]  # hands a message to the writer (blocks while its queue is full)
     should_stop: Callable[[], bool]
+    read_for: ReadFor | None = None  # the pages' texts are read for the clusterer where they are extracted
 
 
 @dataclass
@@ -212,7 +213,8 @@ class Poll:
                      extra={"event": "page.failed", "url": link, "error": getattr(page, "reason", "not modified")})
             return None
         result: PageResult = self._p.run_task(extract_page, PageJob(link, page.final_url, page.content,
-                                                                    page.encoding, datetime.now(UTC)))
+                                                                    page.encoding, datetime.now(UTC),
+                                                                    self._p.read_for))
         if result.note:
             log.info("page charset overruled: %s", result.note,
                      extra={"event": "page.charset", "url": link, "note": result.note})

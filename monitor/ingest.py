@@ -50,10 +50,11 @@ def matched_keywords(keywords: Sequence[str], text: str) -> list[str]:
 
 
 def _doc_of(pending: Pending) -> Doc:
-    """What the clusterer reads of a stored article: placed at its date, else when it was fetched."""
+    """What the clusterer reads of a stored article: placed at its date, else when it was fetched; with its
+    text as the extraction processes read it, when they did (``Article.reading``)."""
     article = pending.article
     return Doc(id=pending.article_id, title=article.title, text=article.text,
-               published=article.published or article.fetched_at, source=article.source)
+               published=article.published or article.fetched_at, source=article.source, reading=article.reading)
 
 
 MAX_CLOCK_SKEW = timedelta(days=1)

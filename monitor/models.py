@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.cluster.features import TextReading
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class Article:
     language: str | None = None
     canonical_url: str | None = None
     extraction: str = "trafilatura"
+    # What the clusterer reads of ``text``, read where the text was extracted (``monitor.tasks``): the writer
+    # then does not. Not stored; the clusterer reads the text itself when it is missing or for another text.
+    reading: TextReading | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,23 @@ Modules, one concern each:
 - ``clusterer``: ``Clusterer``, which wires them together.
 """
 
-from monitor.cluster.clusterer import Clusterer
+from typing import TYPE_CHECKING
+
 from monitor.cluster.decisions import Assignment, Doc, Merge, Reason, Split
 from monitor.cluster_params import ClusterParams  # re-exported: part of this package's interface
+
+if TYPE_CHECKING:
+    from monitor.cluster.clusterer import Clusterer
+
+
+def __getattr__(name: str) -> object:
+    """``Clusterer`` is imported when first asked for: the extraction processes read texts with
+    ``features`` alone (``monitor.tasks``), without the numerics the clusterer loads (scipy, 0.3 s)."""
+    if name == "Clusterer":
+        from monitor.cluster.clusterer import Clusterer
+
+        return Clusterer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Assignment", "ClusterParams", "Clusterer", "Doc", "Merge", "Reason", "Split"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.cluster.features import TextReading
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,8 @@ class Doc:
     text: str
     published: datetime | None
     source: str
+    # Its text as read beside the article by the extraction processes (``features.read_text``), if it was.
+    reading: TextReading | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

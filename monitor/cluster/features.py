@@ -3,6 +3,12 @@
 Pure functions of the text, apart from two inputs the caller passes in: how often the
 stream writes each word in lowercase and capitalised (to tell names from capitalised
 common words) and the near-duplicate signature function.
+
+What depends on the text alone (:class:`TextReading`, made by :func:`read_text`) is
+kept apart from what the title and the stream add, so the extraction processes can
+read each page's text beside the article (``monitor.tasks``) and the one writer only
+adds the title: the writer places articles one after another, and reading the text
+was about a third of its work per article.
 """
 
 from __future__ import annotations
@@ -11,16 +17,22 @@ import math
 import re
 import sys
 import unicodedata
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from datasketch import MinHash
+import numpy as np
 
 from monitor.cluster.decisions import Doc
 from monitor.cluster.stopwords import ENGLISH_STOP_WORDS
 from monitor.cluster_params import ClusterParams
+from monitor.dedup import shingle_hashes
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 _STOP = frozenset(ENGLISH_STOP_WORDS) | {
     "said", "says", "say", "told", "according", "reported", "report", "reports", "just",
@@ -186,7 +198,11 @@ def _title_is_caps(title: str) -> bool:
 
 def _sublinear(tokens: list[str]) -> dict[str, float]:
     """1+log(tf) weights, L2-normalised: repetition helps but does not dominate."""
-    counts = Counter(tokens)
+    return _weights(Counter(tokens))
+
+
+def _weights(counts: Mapping[str, int]) -> dict[str, float]:
+    """``_sublinear`` of tokens already counted (in order of first use)."""
     vec = {t: 1.0 + math.log(c) for t, c in counts.items()}
     norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
     return {t: v / norm for t, v in vec.items()}
@@ -215,34 +231,123 @@ class Features:
         return {sig: getattr(self, sig) for sig in SIGNALS}
 
 
+_CAP_WORD_LEAD = re.compile(r"[^A-Za-z0-9]*\d*")  # what a capitalised word's number may reach past a line break
+
+
+@dataclass(frozen=True)
+class TextReading:
+    """What ``extract`` reads of a doc's text, whatever its title: made by :func:`read_text`.
+
+    Counts are in order of first use, so adding the title's in front gives the very
+    vectors a reading of title and text together gives (the golden tests pin that).
+    ``check`` says which text and parameters it was made from: ``extract`` uses it only
+    for that doc and reads the text itself otherwise."""
+
+    check: tuple[int, int, int, int]  # the text's length and CRC-32, max_words, shingle_size
+    words: int  # whitespace-separated words of the text read (up to max_words)
+    body: dict[str, int]  # ``_words``
+    ents: dict[str, int]  # ``_entities``
+    numbers: dict[str, int]  # ``_numbers``' numbers
+    dates: dict[str, int]  # ``_numbers``' month and weekday names, 'month day' pairs
+    years: frozenset[str]
+    lower: frozenset[str]  # ``case_usage``
+    cap: frozenset[str]
+    lead: str  # the text's leading non-letters and digits: the title's last word may take them as a day
+    shingles: bytes | None  # the near-duplicate shingle hashes (32-bit), for a text of 20 words or more
+
+    def shingle_hashes(self) -> np.ndarray:
+        return np.frombuffer(self.shingles or b"", dtype=np.uint32).astype(np.uint64)
+
+
+def _text_check(text: str, max_words: int, shingle_size: int) -> tuple[int, int, int, int]:
+    return len(text), zlib.crc32(text.encode("utf-8", "surrogatepass")), max_words, shingle_size
+
+
+def read_text(text: str, max_words: int, shingle_size: int) -> TextReading:
+    """The title-independent part of ``extract`` for a doc's text (``max_words``, ``shingle_size``:
+    the clusterer's parameters of those names)."""
+    read = head(text, max_words)
+    n_words = len(read.split())
+    folded = fold_accents(read)  # names and case usage are read without accents
+    lower, cap = case_usage(folded)
+    numbers, dates = _number_parts(read)
+    return TextReading(
+        check=_text_check(text, max_words, shingle_size), words=n_words, body=Counter(_words(read)),
+        ents=Counter(_entities(folded)), numbers=Counter(numbers), dates=Counter(dates),
+        years=frozenset(_YEAR.findall(read)), lower=lower, cap=cap,
+        lead=_CAP_WORD_LEAD.match(read).group(0),  # type: ignore[union-attr]  # matches any string
+        shingles=shingle_hashes(read, shingle_size).astype(np.uint32).tobytes() if n_words >= 20 else None,
+    )
+
+
+def _number_parts(text: str) -> tuple[list[str], list[str]]:
+    """``_numbers`` in its two parts: the numbers, then the dates that capitalised words give."""
+    numbers = _numbers(text)
+    count = len(_NUMBER.findall(text))
+    return numbers[:count], numbers[count:]
+
+
+def _counted(*parts: Mapping[str, int] | list[str]) -> Counter[str]:
+    """Counts of the parts' tokens one after another, in order of first use."""
+    counts: Counter[str] = Counter()
+    for part in parts:
+        counts.update(part)
+    return counts
+
+
 def extract(
     doc: Doc, params: ClusterParams, written_lower: Mapping[str, int], written_cap: Mapping[str, int],
-    signature: Callable[[str], MinHash | None],
+    signature: Callable[[str | np.ndarray], MinHash | None],
 ) -> Features:
     """Features of ``doc``: title and the first ``max_words`` words of its text.
 
     ``written_lower`` and ``written_cap`` count the docs in the window that write a word in
     lowercase and capitalised mid-sentence (see ``_names_only``); ``signature`` is the
-    near-duplicate index's MinHash of a text."""
-    title, text = doc.title or "", head(doc.text or "", params.max_words)
-    full = f"{title}\n{text}" if text else title
+    near-duplicate index's MinHash of a text (or of its shingle hashes). The text is read
+    as ``doc.reading`` says when that was made from this text, else here.
+
+    What is read of title and text together is the title's reading followed by the
+    text's: the text follows the title after a line break, which no word, name or
+    number pattern crosses but a capitalised word's day ('March' + '5'), hence ``lead``."""
+    title, raw = doc.title or "", doc.text or ""
+    reading = doc.reading
+    if reading is None or reading.check != _text_check(raw, params.max_words, params.shingle_size):
+        reading = read_text(raw, params.max_words, params.shingle_size)
+    title_words = _words(title)
     # A Title Case headline says nothing about names: entities come from the text alone
     # (none at all for a Title Case headline without text).
-    ent_src = fold_accents(text if _title_is_caps(title) else full)
-    n_words = len(text.split())
-    lower, cap = case_usage(ent_src)
+    if _title_is_caps(title):
+        ent_counts, lower, cap = Counter(reading.ents), reading.lower, reading.cap
+    else:
+        folded = fold_accents(title)
+        title_lower, title_cap = case_usage(folded)
+        ent_counts = _counted(_entities(folded), reading.ents)
+        lower, cap = title_lower | reading.lower, title_cap | reading.cap
+    lower, cap = frozenset(map(sys.intern, lower)), frozenset(map(sys.intern, cap))
+    n_words = reading.words
     long = n_words >= params.long_text_words
-    ents = _entities(ent_src)
-    ratio = params.entity_lowercase_ratio
+    if long:  # ``_names_only`` reads each name on its own: applied to each name counted, in order of first use
+        named: Counter[str] = Counter()
+        for ent, n in ent_counts.items():
+            for kept in _names_only([ent], lower, cap, params.entity_lowercase_ratio, written_lower, written_cap):
+                named[kept] += n
+        ent_counts = named
+    title_numbers, title_dates = _number_parts(title)
+    if raw:
+        title_dates = _number_parts(f"{title}\n{reading.lead}")[1]
+    if n_words >= 20:
+        sig = signature(reading.shingle_hashes())
+    else:
+        sig = signature(f"{title}\n{head(raw, params.max_words)}" if raw else title)
     return Features(
         ts=doc.published.timestamp() if doc.published is not None else None,
-        body=_sublinear(_words(full)),
-        title=_sublinear(_words(title)),
+        body=_weights(_counted(title_words, reading.body)),
+        title=_sublinear(title_words),
         # Headlines capitalise by house style, not by name: their words are kept as they are.
-        ents=_sublinear(_names_only(ents, lower, cap, ratio, written_lower, written_cap) if long else ents),
-        nums=_sublinear(_numbers(full)),
-        years=frozenset(_YEAR.findall(full)),
-        sig=signature(text if n_words >= 20 else full),
+        ents=_weights(ent_counts),
+        nums=_weights(_counted(title_numbers, reading.numbers, title_dates, reading.dates)),
+        years=frozenset(_YEAR.findall(title)) | reading.years,
+        sig=sig,
         long=long,
         words=n_words,
         lower=lower,
