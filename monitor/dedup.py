@@ -16,6 +16,7 @@ Three layers catch re-published copies of the same article, cheapest first:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -165,6 +166,17 @@ def _identity(hashed: int) -> int:
     return int(hashed)
 
 
+@functools.cache
+def _bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """The LSH bands and rows datasketch picks for ``threshold``, worked out once per process: it integrates
+    the false positive and negative rates over every split of ``num_perm`` (0.1 s of scipy), and the writer
+    makes a new index on every start and every ``Clusterer.forget``."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
 class NearDuplicateIndex:
     """MinHash-LSH index of documents for finding near-duplicates without a scan.
 
@@ -180,7 +192,7 @@ class NearDuplicateIndex:
         self.threshold = threshold
         self.num_perm = num_perm
         self.shingle_size = shingle_size
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._lsh = MinHashLSH(num_perm=num_perm, params=_bands(threshold, num_perm))
         self._sigs: dict[int, MinHash] = {}
         # One template MinHash; signatures share its permutations instead of regenerating
         # them (the permutation setup is the costliest part of creating a MinHash).

@@ -125,3 +125,12 @@ def test_near_duplicate_index_reports_estimated_similarity() -> None:
     assert hits and hits[0][0] == 10 and hits[0][1] > 0.8
     idx.remove(10)
     assert idx.query(again) == []
+
+
+def test_the_index_bands_its_signatures_as_datasketch_would_for_its_threshold() -> None:
+    from datasketch import MinHashLSH
+
+    for threshold, num_perm in ((0.5, 128), (0.8, 64), (0.3, 256)):
+        ours = NearDuplicateIndex(threshold=threshold, num_perm=num_perm)._lsh
+        theirs = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        assert (ours.b, ours.r) == (theirs.b, theirs.r)
