@@ -8,6 +8,7 @@ the same cleaning, so an article reads the same whichever way it came in.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
@@ -18,9 +19,12 @@ from urllib.parse import urlsplit
 
 import lxml.html
 import trafilatura
+from htmldate import find_date
 from lxml.etree import ParserError
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
-from trafilatura.settings import set_date_params
+from trafilatura.metadata import examine_meta, extract_author, extract_meta_json, extract_title, extract_url
+from trafilatura.settings import Extractor, set_date_params
+from trafilatura.utils import load_html
 
 from monitor.dedup import same_outlet
 from monitor.models import Article, FeedEntry, Skipped
@@ -171,23 +175,49 @@ def _date_params() -> dict[str, Any]:
     return set_date_params(extensive=True) | {"outputformat": "%Y-%m-%dT%H:%M:%S%z", "deferred_url_extractor": True}
 
 
+_DEFAULTS = Extractor()  # trafilatura's own defaults: the largest file it parses
+
+
+def _metadata(tree: Any, url: str) -> Any:
+    """trafilatura's ``extract_metadata`` for the fields an article keeps: title, author, canonical URL, date.
+
+    Its steps for those, in its order, and none of the rest (site name, categories, tags,
+    licence: 9% of an extraction): the same values on all 110 saved pages, and
+    ``tests/test_extract.py`` holds them to trafilatura's own on a page that needs each step.
+    """
+    meta = examine_meta(tree)
+    if meta.author and " " not in meta.author:
+        meta.author = None
+    with contextlib.suppress(Exception):  # as trafilatura does: a bug in its JSON-LD reader costs that step only
+        meta = extract_meta_json(tree, meta)
+    meta.title = meta.title or extract_title(tree)
+    meta.author = meta.author or extract_author(tree)
+    meta.url = meta.url or extract_url(tree, url)
+    meta.date = find_date(tree, **{**_date_params(), "url": meta.url})
+    meta.clean_and_trim()
+    return meta
+
+
 def _trafilatura(content: bytes | str, url: str) -> Any:
     """trafilatura's reading of the page: fast first, the full extraction when that found little text.
 
-    The full extraction's metadata would be the fast one's again (trafilatura reads it from the page
-    before extracting, with the same date settings whatever ``fast`` says), and it costs about 40% of an
-    extraction, so the second run asks for the text alone and keeps the first run's metadata.
+    The page is parsed once, its metadata read once (:func:`_metadata`, before the text, as
+    trafilatura does), and each extraction runs on a copy of the tree.
     """
-    options: dict[str, Any] = {"url": url, "include_comments": False, "date_extraction_params": _date_params()}
-    doc = trafilatura.bare_extraction(content, fast=True, with_metadata=True, **options)
-    if doc is None:
-        return trafilatura.bare_extraction(content, with_metadata=True, **options)
-    if len(doc.text or "") < FAST_ENOUGH_CHARS:
-        full = trafilatura.bare_extraction(content, with_metadata=False, **options)
-        if full is None:
+    try:
+        tree = load_html(content, _DEFAULTS.max_file_size)
+        if tree is None:
             return None
-        doc.text = full.text
-    return doc
+        meta = _metadata(tree, url)
+    except (TypeError, ValueError):  # what bare_extraction turns into "no document"
+        return None
+    doc = trafilatura.bare_extraction(tree, url=url, include_comments=False, fast=True)
+    if doc is None or len(doc.text or "") < FAST_ENOUGH_CHARS:
+        doc = trafilatura.bare_extraction(tree, url=url, include_comments=False)
+    if doc is None:
+        return None
+    meta.text = doc.text
+    return meta
 
 
 def article_from_html(content: bytes | str, *, url: str, fetched_at: datetime) -> Article | Skipped:
