@@ -59,7 +59,7 @@ from monitor.pipeline import (
 from monitor.politeness import RobotsCache
 from monitor.settings import FeedConfig, FetchSettings, Settings
 from monitor.store import FeedState, Store, StoreReader
-from monitor.tasks import ReadFor, ignore_stop_signals, warm_up
+from monitor.tasks import ReadFor, start_pool_worker, warm_up
 
 if TYPE_CHECKING:
     from monitor.distributed import RemoteExtractor
@@ -132,7 +132,8 @@ class Extractor:
     The pool's processes are forked from a forkserver that has imported
     :mod:`monitor.tasks` once, so a new worker is ready at once; they ignore
     SIGINT/SIGTERM (a terminal's Ctrl-C and systemd signal the whole group),
-    and this process shuts them down once its producers are done. A worker
+    and this process shuts them down once its producers are done; if it is
+    killed outright, they exit with it (``tasks.start_pool_worker``). A worker
     that dies (a page that exhausts memory) costs that page, not the run: its
     caller gets BrokenProcessPool (a poll then uses the feed's own content) and
     the pool is made again.
@@ -152,7 +153,8 @@ class Extractor:
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["monitor.tasks"])
-        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=ignore_stop_signals)
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_pool_worker,
+                                   initargs=(os.getpid(),))
 
     def run(self, task: Callable[[Any], Any], job: Any) -> Any:
         """``task(job)`` in a worker process; the calling (fetch) thread waits for it."""

@@ -12,7 +12,11 @@ A worker process imports only this module to be ready for its first page
 
 from __future__ import annotations
 
+import os
+import select
 import signal
+import threading
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -80,7 +84,7 @@ def parse_feed_job(job: FeedJob) -> ParsedFeed | ParseFailed:
 
 
 def ignore_stop_signals() -> None:
-    """A pool worker's initializer: SIGINT/SIGTERM are for the parent, which stops its workers itself.
+    """SIGINT/SIGTERM are for the parent, which stops its workers itself.
 
     A terminal's Ctrl-C reaches the whole process group and systemd signals the
     whole cgroup; a worker killed then would lose the pages the parent is
@@ -88,6 +92,40 @@ def ignore_stop_signals() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def start_pool_worker(parent_pid: int) -> None:
+    """A pool worker's initializer: stop signals ignored, and an exit when ``parent_pid`` (the engine) dies.
+
+    Why the watch: a worker deaf to SIGTERM outlives a parent killed with SIGKILL (a cron
+    timeout, the OOM killer), and nothing else ends it: every worker holds the write ends of
+    the pool's queues and of the forkserver's liveness pipe, so neither it nor the
+    forkserver ever reads EOF. Each killed ``run --once`` left a forkserver and its
+    workers behind, about 120 MB each."""
+    ignore_stop_signals()
+    threading.Thread(target=_exit_with, args=(parent_pid,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    """Block until process ``pid`` ends (a pidfd is readable then; polled where there is none), then exit."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux 5.3+, or the parent is gone already
+        while _alive(pid):
+            time.sleep(2)
+    else:
+        select.select([fd], [], [])
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def warm_up(_: object = None) -> None:

@@ -76,6 +76,23 @@ def consistency_problems(database: Path, *, settled: bool = True) -> list[str]:
         conn.close()
 
 
+def descendants(pid: int) -> set[int]:
+    """The processes ``pid`` started, and theirs, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
 def test_sigkill_mid_pass_loses_nothing_committed_and_the_rerun_completes(tmp_path: Path,
                                                                            server: FeedServer) -> None:
     expected = set()
@@ -93,11 +110,15 @@ def test_sigkill_mid_pass_loses_nothing_committed_and_the_rerun_completes(tmp_pa
     process = newsmonitor(path, "run", "--once")
     try:
         assert wait_for(lambda: len(article_urls(db)) >= 8, timeout=60, every=0.02), process.communicate()
+        helpers = descendants(process.pid)  # the extraction pool's forkserver and workers
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     finally:
         process.kill()
     assert process.returncode == -signal.SIGKILL
+    assert len(helpers) >= 2, helpers
+    # Workers deaf to SIGTERM must not outlive a parent killed outright (they watch it).
+    assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in helpers), timeout=30), helpers
     committed = article_urls(db)
     assert 8 <= len(committed) < len(expected), "the kill did not land mid-pass"
     assert consistency_problems(db, settled=False) == []
