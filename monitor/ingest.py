@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -120,19 +121,25 @@ def store_article(store: Store, article: Article) -> Pending | AlreadyStored:
         return Pending(store.insert_article(_row(article, canonical, digest)), article)
 
 
-def place_article(store: Store, clusterer: Clusterer, pending: Pending, *, keywords: Sequence[str] = ()) -> Stored:
-    """Place a stored article in its cluster, in one transaction with what the clusterer learned."""
-    learned = False
+@contextmanager
+def _learning(store: Store, clusterer: Clusterer) -> Iterator[None]:
+    """One transaction for what the block writes and what the clusterer learned meanwhile (its
+    ``changes``, written last). If it fails, the clusterer forgets everything and reads the store
+    back when next needed: memory may be ahead of what was rolled back, and the store is the truth."""
     try:
         with store.transaction():
-            doc, assignment = _store_placed(store, clusterer, pending, keywords)
-            learned = True
-            clusterer.add(doc, assignment)
+            yield
             StoredMemory(store).remember(clusterer.changes())
     except BaseException:
-        if learned:  # memory may be ahead of what was rolled back: the store is the truth
-            clusterer.forget()
+        clusterer.forget()
         raise
+
+
+def place_article(store: Store, clusterer: Clusterer, pending: Pending, *, keywords: Sequence[str] = ()) -> Stored:
+    """Place a stored article in its cluster, in one transaction with what the clusterer learned."""
+    with _learning(store, clusterer):
+        doc, assignment = _store_placed(store, clusterer, pending, keywords)
+        clusterer.add(doc, assignment)
     return Stored(
         doc.id, assignment.final_cluster_of(doc.id), assignment.is_new_cluster,
         assignment.duplicate_of, assignment.split, assignment.merge,
@@ -165,16 +172,11 @@ def rehome_article(store: Store, clusterer: Clusterer, pending: Pending, *,
     assignment = clusterer.rehome(_doc_of(pending))
     if assignment is None or assignment.merge is None:
         return None
-    try:
-        with store.transaction():
-            store.merge_cluster(assignment.merge.absorbed, assignment.cluster_id)
-            _store_reasons(store, assignment.merge.reasons)
-            _refresh_with_keywords(store, assignment.cluster_id, keywords)
-            clusterer.move(pending.article_id, assignment)
-            StoredMemory(store).remember(clusterer.changes())
-    except BaseException:
-        clusterer.forget()  # memory may be ahead of what was rolled back: the store is the truth
-        raise
+    with _learning(store, clusterer):
+        store.merge_cluster(assignment.merge.absorbed, assignment.cluster_id)
+        _store_reasons(store, assignment.merge.reasons)
+        _refresh_with_keywords(store, assignment.cluster_id, keywords)
+        clusterer.move(pending.article_id, assignment)
     return Rehomed(pending.article_id, assignment.cluster_id, assignment.merge)
 
 
