@@ -138,15 +138,17 @@ class Clusterer:
     def lone_considered(self) -> list[int]:
         """Docs alone in the cluster they opened that a doc added since the last call was scored against,
         by date: the reports worth reading again (``rehome``), since a related report came after them."""
-        lone = []
-        for cid in self._considered:
-            c = self.window.clusters.get(cid)
-            if c is not None and c.size == 1 and len(c.members) == 1:
-                doc_id = next(iter(c.members))
-                if self.window.docs[doc_id].root == doc_id:
-                    lone.append((self.window.docs[doc_id].ts, doc_id))
+        lone = [(self.window.docs[d].ts, d) for cid in self._considered if (d := self._alone_in(cid)) is not None]
         self._considered = set()
         return [doc_id for _, doc_id in sorted(lone)]
+
+    def _alone_in(self, cid: int) -> int | None:
+        """The doc that opened cluster ``cid`` and is still all of it (not a copy), if so."""
+        c = self.window.clusters.get(cid)
+        if c is None or c.size != 1 or len(c.members) != 1:
+            return None
+        doc_id = next(iter(c.members))
+        return doc_id if self.window.docs[doc_id].root == doc_id else None
 
     def rehome(self, doc: Doc) -> Assignment | None:
         """Read again a doc that opened a cluster and still stands alone there: the join it makes
@@ -159,9 +161,9 @@ class Clusterer:
         and 3 dated streams; B-cubed F1 +0.001 undated, +0.005 to +0.009 in date order)."""
         self._recall()
         state = self.window.docs.get(doc.id)
-        own = self.window.clusters.get(state.cluster_id) if state is not None else None
-        if own is None or own.size != 1 or list(own.members) != [doc.id] or state.root != doc.id:
+        if state is None or self._alone_in(state.cluster_id) != doc.id:
             return None
+        own = self.window.clusters[state.cluster_id]
         p = self._read(doc)  # not kept: the doc is counted once already
         q = query(p.features.vectors(), p.idf, self.params.query_terms)
         clusters, ranked = self._ranked(p, q)
