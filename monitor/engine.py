@@ -46,6 +46,7 @@ from monitor.errors import ConfigError
 from monitor.fetch import HostLimiter, make_client
 from monitor.ingest import Pending, Stored, build_clusterer
 from monitor.pipeline import (
+    HELD,
     Counts,
     FeedResult,
     PassReport,
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 64  # messages waiting for the writer before the producers are held back
-HELD = 2000  # stored articles kept in memory until placed; more are read back from the store
 
 
 # -- what the writer is handed ------------------------------------------------------------------

@@ -136,7 +136,9 @@ def ingest_made(store: Store, made: Article | Skipped, *, feed: str) -> Pending 
     return store_article(store, made)
 
 
-HELD_OPENED = 2000  # articles that opened a cluster kept in memory to read again; more are read back
+# Articles kept in memory while they wait to be placed, and again while they may be read again after
+# (``settle``); past this many they are read back from the store, so a long backfill stays bounded.
+HELD = 2000
 
 
 def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *,
@@ -156,12 +158,12 @@ def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *,
     read again against what was built since (``Clusterer.rehome``), and moved if it joins a
     story now.
     """
-    opened: dict[int, Pending] = {}  # docs that opened a cluster in this batch (up to HELD_OPENED of them)
+    opened: dict[int, Pending] = {}  # docs that opened a cluster in this batch (up to HELD of them)
     clusterer.lone_considered()  # only what this batch's docs were scored against counts below
     for article_id in store.unplaced_articles():
         pending = held.pop(article_id, None) or article_from_row(store.article_for_placing(article_id))
         stored = place_article(store, clusterer, pending, keywords=keywords)
-        if stored.is_new_cluster and len(opened) < HELD_OPENED:
+        if stored.is_new_cluster and len(opened) < HELD:
             opened[article_id] = pending
         yield pending, stored
     held.clear()
