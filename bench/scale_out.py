@@ -10,7 +10,8 @@ the saved pages from ``--outlets`` loopback outlets with an RSS feed each
 times: embedded (the local process pool, one process per core), with
 ``distributed.broker_url`` and one ``newsmonitor worker`` process, and with two.
 The daemon fetches and writes in every case; only parsing and extraction move.
-Each pass is timed once its extractors are up, as in a running daemon; the three
+Each pass is timed once its extractors are up and warm (``worker.warm``: what a
+worker's first pages would load is loaded), as in a running daemon; the three
 modes take turns for ``--rounds`` rounds and each mode's best pass counts (the
 machine's load from other processes moves between passes).
 
@@ -106,6 +107,15 @@ class Worker:
             raise SystemExit(f"scale_out: the worker exited: {log.read_text(errors='replace')}")
         self.ready_after = time.perf_counter() - started
         self.rss_mb = rss_mb(self.process.pid)
+        self.warm_rss_mb = float("nan")
+
+    def wait_warm(self) -> None:
+        """Until it has loaded what its first pages would otherwise pay for (``worker.warm``), as a running
+        daemon's workers have: a pass is timed with its workers up and warm, as the embedded pool's are."""
+        log = self.log
+        wait_until(lambda: "event=worker.warm" in log.read_text(errors="replace") or self.process.poll() is not None,
+                   "a worker warming up")
+        self.warm_rss_mb = rss_mb(self.process.pid)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -244,6 +254,9 @@ def main() -> int:
                         first = Worker(worker_config, work / "worker1.log")
                         ready.append(first)
                     second = Worker(worker_config, work / f"worker2-{round_}.log") if name == "workers=2" else None
+                    for worker in (first, second) if name != "embedded" else ():
+                        if worker is not None:
+                            worker.wait_warm()
                     try:
                         pids = [w.process.pid for w in (first, second) if w is not None and name != "embedded"]
                         reports[name].append(one_pass(folder, bases, None if name == "embedded" else url, pids))
@@ -264,8 +277,9 @@ def main() -> int:
     print(f"{count} pages from {args.pages} on {args.outlets} loopback outlets; {cores} cores; "
           f"load average {os.getloadavg()[0]:.1f}")
     for n, worker in enumerate(ready, 1):
-        print(f"worker start {n}: ready in {worker.ready_after:.2f} s (process start, imports; the language model "
-              f"waits for a page without one), RSS {worker.rss_mb:.0f} MB when ready")
+        print(f"worker start {n}: ready in {worker.ready_after:.2f} s (process start, imports), "
+              f"RSS {worker.rss_mb:.0f} MB when ready, "
+              f"{worker.warm_rss_mb:.0f} MB once warm (the language model, stop lists, month names)")
     for n, (after, rss, pss) in enumerate(forked, 1):
         print(f"forked worker {n} (newsmonitor worker --processes 2): ready {after:.0f} ms after the fork, "
               f"RSS {rss:.0f} MB, PSS {pss:.0f} MB (pages shared with its parent and sibling counted once)")

@@ -177,10 +177,11 @@ def run_worker(settings: DistributedSettings, stop: threading.Event, *, threads:
     between jobs. A thread of its own calls the broker every quarter of
     ``heartbeat_timeout``, so a long job does not make its worker look dead.
 
-    The language model is not loaded here: most pages declare their language
-    (trafilatura or ``<html lang>``), so a worker loads it (about 0.5 s and
-    100 MB) on the first page that does not, as the engine's own extraction
-    processes do. ``run_workers`` loads it once before forking, for its children.
+    It is ready for jobs before it has loaded what its first pages would
+    otherwise pay for (:func:`~monitor.tasks.warm_up`: the language model, stop
+    lists, month names; about 1 CPU-second and 100 MB): a thread loads those
+    right after, and says ``worker.warm``. ``run_workers`` loads them once before
+    forking, for its children.
     """
     broker = Broker(settings, maintain=False, middleware=middleware)
     worker = dramatiq.Worker(broker.broker, queues={QUEUE}, worker_threads=threads, worker_timeout=IDLE_POLL_MS)
@@ -188,6 +189,7 @@ def run_worker(settings: DistributedSettings, stop: threading.Event, *, threads:
     beat = threading.Thread(target=_heartbeats, args=(broker, stop), name="heartbeat", daemon=True)
     beat.start()
     log.info("worker ready", extra={"event": "worker.ready", "threads": threads})
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
     if ready is not None:
         ready()
     try:
@@ -197,6 +199,12 @@ def run_worker(settings: DistributedSettings, stop: threading.Event, *, threads:
         beat.join()
         broker.close()
         log.info("worker stopped", extra={"event": "worker.stopped"})
+
+
+def _warm_up() -> None:
+    started = time.thread_time()
+    warm_up()  # in a child of run_workers, which warmed up before forking, one small page and nothing else
+    log.info("worker warmed up", extra={"event": "worker.warm", "cpu": round(time.thread_time() - started, 3)})
 
 
 def _heartbeats(broker: Broker, stop: threading.Event) -> None:

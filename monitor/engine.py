@@ -130,7 +130,8 @@ class Extractor:
     """Runs the tasks of :mod:`monitor.tasks` in a process pool (or inline, with 0 workers).
 
     The pool's processes are forked from a forkserver that has imported
-    :mod:`monitor.tasks` once, so a new worker is ready at once; they ignore
+    :mod:`monitor.tasks` and warmed it up once (:mod:`monitor.forkserver_preload`),
+    so a new worker is ready at once and pays nothing on its first pages; they ignore
     SIGINT/SIGTERM (a terminal's Ctrl-C and systemd signal the whole group),
     and this process shuts them down once its producers are done; if it is
     killed outright, they exit with it (``tasks.start_pool_worker``). A worker
@@ -152,7 +153,7 @@ class Extractor:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["monitor.tasks"])
+        context.set_forkserver_preload(["monitor.forkserver_preload"])
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_pool_worker,
                                    initargs=(os.getpid(),))
 

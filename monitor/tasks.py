@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from monitor.charset import decode_html
 from monitor.cluster.features import read_text
@@ -128,6 +128,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# A small page that takes the paths a worker's first real pages would otherwise each pay for once per process:
+# trafilatura's fallback extractors on a short text (justext's stop lists of every language, about 0.1 s),
+# htmldate's search of the text for a date (dateparser and its month names of every locale: about 250 modules
+# and 0.1 s), and the clusterer's reading (numpy). No date in it reaches dateparser's own parser, which would
+# compile every locale's patterns (about 1.5 s) where a real page may never need them.
+_WARM_URL = "http://warm-up.invalid/news/harbour"
+_WARM_PAGE = (
+    "<html lang='en'><head><title>The council meets on the harbour plan</title></head><body>"
+    "<nav><a href='/'>Home</a> | <a href='/news'>News</a></nav><div class='story'>"
+    "<h1>The council meets on the harbour plan</h1><div class='byline'>By Ann Example</div>"
+    "<div class='date'>Updated 3 h, 10:15</div>"
+    "<div><p>The town council met on Tuesday to discuss the harbour plan for the old docks.</p>"
+    "<p>\u201cWe have waited long enough,\u201d said the mayor, J\u00fcrgen M\u00fcller.</p></div>"
+    "</div><footer>Example News</footer></body></html>").encode()
+
+
 def warm_up(_: object = None) -> None:
-    """Load what a worker's first page would otherwise wait for: the language model (about 0.5 s)."""
+    """Load what a worker's first pages would otherwise wait for: one page through the whole task
+    (:data:`_WARM_PAGE`), then the language model (about 0.5 s and 100 MB)."""
+    extract_page(PageJob(_WARM_URL, _WARM_URL, _WARM_PAGE, "utf-8", datetime(2026, 1, 1, tzinfo=UTC),
+                         ReadFor(max_words=400, shingle_size=3)))
     detect_language("The worker loads its language model once, before its first page arrives.")

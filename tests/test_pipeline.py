@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
@@ -317,3 +319,14 @@ def test_a_writer_that_falls_behind_holds_the_producers_back_and_loses_nothing(t
             assert engine.busy() and engine._queue.qsize() == QUEUE_SIZE < len(entries)
             engine.drain()
             assert not engine.busy() and runtime.store.count("articles") == len(entries)
+
+
+def test_the_extraction_pool_forks_its_workers_with_what_their_first_pages_would_load() -> None:
+    """The forkserver imports ``monitor.forkserver_preload`` once (``Extractor``): each worker then starts with the
+    stop lists, month names, dateparser and the language model instead of paying for them inside a pass."""
+    code = ("import sys, monitor.forkserver_preload, trafilatura.external as te, htmldate.extractors as hx\n"
+            "from monitor.extract import _language_identifier\n"
+            "print(te.JT_STOPLIST is not None, hx.month_words.cache_info().currsize,\n"
+            "      _language_identifier.cache_info().currsize, 'dateparser' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["True", "1", "1", "True"]
