@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -47,7 +48,7 @@ from dramatiq.results.backends import RedisBackend
 
 from monitor.models import ParseFailed, Skipped
 from monitor.settings import DistributedSettings
-from monitor.tasks import FeedJob, PageJob, PageResult, extract_page, parse_feed_job, warm_up
+from monitor.tasks import FeedJob, PageJob, PageResult, extract_page, parse_feed_job, warm_up, when_gone
 
 log = logging.getLogger(__name__)
 
@@ -244,13 +245,16 @@ def run_workers(settings: DistributedSettings, stop: threading.Event, *, process
 
 
 def _fork(context: Any, settings: DistributedSettings, threads: int, n: int) -> Any:
-    child = context.Process(target=_child, args=(settings, threads), name=f"newsmonitor-worker-{n}")
+    child = context.Process(target=_child, args=(settings, threads, os.getpid()), name=f"newsmonitor-worker-{n}")
     child.start()
     return child
 
 
-def _child(settings: DistributedSettings, threads: int) -> None:
+def _child(settings: DistributedSettings, threads: int, parent: int) -> None:
+    """A forked worker: it stops as on SIGTERM (its job finished) when its parent does, or when the
+    parent is killed outright; otherwise an orphan would go on taking jobs nobody supervises."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    when_gone(parent, stop.set)
     run_worker(settings, stop, threads=threads)

@@ -17,6 +17,7 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -103,19 +104,25 @@ def start_pool_worker(parent_pid: int) -> None:
     forkserver ever reads EOF. Each killed ``run --once`` left a forkserver and its
     workers behind, about 120 MB each."""
     ignore_stop_signals()
-    threading.Thread(target=_exit_with, args=(parent_pid,), name="parent-watch", daemon=True).start()
+    when_gone(parent_pid, lambda: os._exit(0))
 
 
-def _exit_with(pid: int) -> None:
-    """Block until process ``pid`` ends (a pidfd is readable then; polled where there is none), then exit."""
+def when_gone(pid: int, then: Callable[[], object]) -> None:
+    """Call ``then`` on a thread of its own once process ``pid`` has ended."""
+    threading.Thread(target=_wait_then, args=(pid, then), name="parent-watch", daemon=True).start()
+
+
+def _wait_then(pid: int, then: Callable[[], object]) -> None:
+    """Block until process ``pid`` ends (a pidfd is readable then; polled where there is none)."""
     try:
         fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # not Linux 5.3+, or the parent is gone already
+    except (AttributeError, OSError):  # not Linux 5.3+, or the process is gone already
         while _alive(pid):
             time.sleep(2)
     else:
         select.select([fd], [], [])
-    os._exit(0)
+        os.close(fd)
+    then()
 
 
 def _alive(pid: int) -> bool:

@@ -192,6 +192,29 @@ def test_forked_worker_processes_replace_one_that_dies(
     assert worker.text().count("event=worker.stopped") == 2  # both children finished their jobs and left
 
 
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_forked_workers_stop_when_their_parent_is_killed(
+        tmp_path: Path, broker: RedisServer, workers: list[WorkerProcess]) -> None:
+    """Killed outright (the OOM killer, ``kill -9``), the parent cannot stop its children: each
+    watches it and stops as on SIGTERM, instead of taking jobs unsupervised for good."""
+    worker = WorkerProcess(["-m", "monitor", "--config", str(worker_config(tmp_path / "w", broker)), "worker",
+                            "--processes", "2"], tmp_path / "worker.log")
+    workers.append(worker)
+    assert wait_for(lambda: worker.text().count("event=worker.ready") == 2, timeout=60), worker.text()
+    pid = worker.process.pid
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    assert len(children) == 2
+    worker.kill()
+    assert wait_for(lambda: not any(_running(c) for c in children), timeout=60), worker.text()
+    assert worker.text().count("event=worker.stopped") == 2  # each left as on SIGTERM, its job finished
+
+
 def test_worker_says_what_is_missing(tmp_path: Path) -> None:
     path = write_config(tmp_path, seeds_dir=None)
     result = CliRunner().invoke(cli, ["--config", str(path), "worker"])
