@@ -48,12 +48,23 @@ from dramatiq.results.backends import RedisBackend
 
 from monitor.models import ParseFailed, Skipped
 from monitor.settings import DistributedSettings
-from monitor.tasks import FeedJob, PageJob, PageResult, extract_page, parse_feed_job, warm_up, when_gone
+from monitor.tasks import (
+    EntryJob,
+    FeedJob,
+    PageJob,
+    PageResult,
+    entry_article,
+    extract_page,
+    parse_feed_job,
+    warm_up,
+    when_gone,
+)
 
 log = logging.getLogger(__name__)
 
 QUEUE = "newsmonitor"
-TASKS: dict[str, Callable[[Any], Any]] = {"extract_page": extract_page, "parse_feed_job": parse_feed_job}
+TASKS: dict[str, Callable[[Any], Any]] = {"extract_page": extract_page, "parse_feed_job": parse_feed_job,
+                                          "entry_article": entry_article}
 RESULT_TTL_MS = 3_600_000  # an orphaned result (its daemon restarted) expires after an hour
 IDLE_POLL_MS = 100  # an idle worker looks for a new job this often
 MAX_RETRIES = 2  # a task that raises is run twice more, then its job is reported as failed
@@ -96,9 +107,12 @@ class Broker:
 
 
 def _failed(job: Any, reason: str) -> Any:
-    """What a job that raised on every try gives: the outcome its own task uses for a failure."""
+    """What a job that raised on every try gives: the outcome its own task uses for a failure; an entry to make
+    from the feed's content is made here instead (it needs no page)."""
     if isinstance(job, FeedJob):
         return ParseFailed(reason)
+    if isinstance(job, EntryJob):
+        return entry_article(job)
     url = getattr(job, "url", "?")
     return PageResult(url, Skipped(url, reason)) if isinstance(job, PageJob) else Skipped(url, reason)
 

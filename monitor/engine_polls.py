@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -41,7 +42,16 @@ from monitor.pipeline import FeedResult
 from monitor.politeness import RobotsCache, hints_from_response
 from monitor.settings import FeedConfig, FetchSettings
 from monitor.store import FeedState, StoreReader
-from monitor.tasks import FeedJob, PageJob, PageResult, ReadFor, extract_page, parse_feed_job
+from monitor.tasks import (
+    EntryJob,
+    FeedJob,
+    PageJob,
+    PageResult,
+    ReadFor,
+    entry_article,
+    extract_page,
+    parse_feed_job,
+)
 
 log = logging.getLogger(__name__)
 
@@ -222,11 +232,23 @@ class Poll:
 
     def _hand_over(self, entry: FeedEntry, extracted: Article | Skipped | None) -> None:
         """One entry's article (the page's, else the feed's own content) to the writer, now."""
-        made = article_from_entry(entry, extracted, feed_id=self.state.id, feed_name=self.state.name,
-                                  fetched_at=datetime.now(UTC), feed_url=self._feed_url)
+        if isinstance(extracted, Article):  # the page's article with the entry's fields
+            made = article_from_entry(entry, extracted, feed_id=self.state.id, feed_name=self.state.name,
+                                      fetched_at=datetime.now(UTC), feed_url=self._feed_url)
+        else:
+            made = self._from_feed(EntryJob(entry, extracted, self.state.id, self.state.name, datetime.now(UTC),
+                                            self._feed_url))
         self._p.emit(Made(self.id, self.state.name, made))
         with self._lock:
             self._made += 1
+
+    def _from_feed(self, job: EntryJob) -> Article | Skipped:
+        """The entry made from the feed's content in the extraction pool, where the language model is loaded;
+        here if the pool broke under it (it is made again for the next task)."""
+        try:
+            return self._p.run_task(entry_article, job)
+        except BrokenProcessPool:
+            return entry_article(job)
 
     def _page_finished(self, *, started: bool) -> None:
         """After the feed (``started`` False) or one of its pages: start more pages, or finish if none is left."""

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 from monitor.charset import decode_html
 from monitor.cluster.features import read_text
-from monitor.extract import article_from_html, detect_language
-from monitor.models import Article, ParsedFeed, ParseFailed, Skipped
+from monitor.extract import article_from_entry, article_from_html, detect_language
+from monitor.models import Article, FeedEntry, ParsedFeed, ParseFailed, Skipped
 from monitor.parse import parse_feed
 
 
@@ -69,6 +69,26 @@ def extract_page(job: PageJob) -> PageResult:
         extracted = replace(extracted, reading=read_text(extracted.text, job.read_for.max_words,
                                                          job.read_for.shingle_size))
     return PageResult(job.url, extracted, decoded.note)
+
+
+@dataclass(frozen=True)
+class EntryJob:
+    """An entry whose page gave no article (none fetched, or nothing extracted): made from the feed's own
+    content, with the arguments of :func:`~monitor.extract.article_from_entry`."""
+
+    entry: FeedEntry
+    extracted: Skipped | None
+    feed_id: int | None
+    feed_name: str
+    fetched_at: datetime
+    feed_url: str | None
+
+
+def entry_article(job: EntryJob) -> Article | Skipped:
+    """The entry's article from the feed's content or summary: here, because its language is identified
+    (py3langid: 0.5 s and 100 MB to load), so that the engine's own process never loads the model."""
+    return article_from_entry(job.entry, job.extracted, feed_id=job.feed_id, feed_name=job.feed_name,
+                              fetched_at=job.fetched_at, feed_url=job.feed_url)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from werkzeug import Request, Response
 
 from monitor.cli import cli
 from monitor.engine import open_runtime, run_pass
+from monitor.extract import _language_identifier
 from monitor.pipeline import PassReport
 from monitor.settings import load_settings
 from monitor.store import Store
@@ -200,3 +201,15 @@ def test_a_configured_interval_is_kept_unless_the_feed_opts_into_adaptive_pollin
         assert [feed_row_by_url(db, server.url(p))["poll_interval"] for p in
                 ("/pinned.xml", "/adaptive.xml", "/pinned-by-feed.xml")] == [4 * 3600, 4 * 3600, 60]
         assert "adaptive by schedule.adaptive: true" in invoke_cli(path, "feeds", "list")
+
+
+def test_entries_made_from_the_feeds_content_are_made_where_the_language_model_is(tmp_path: Path,
+                                                                                  web: HTTPServer) -> None:
+    """The 404 page's entry and the untitled one fall back to the feed's content; their language is identified
+    in the extraction processes, which hold the model, so the engine's own process never loads it."""
+    base = serve_site(web)
+    _language_identifier.cache_clear()
+    store, _ = run(write_config(tmp_path, seeds_dir=None, feeds=feeds(base, "/rss.xml", "/atom.xml")))
+    fallbacks = list(store.db.query("SELECT language FROM articles WHERE extraction LIKE 'feed-%'"))
+    assert len(fallbacks) == 2 and {row["language"] for row in fallbacks} == {"en"}
+    assert _language_identifier.cache_info().currsize == 0
