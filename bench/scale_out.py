@@ -16,7 +16,8 @@ modes take turns for ``--rounds`` rounds and each mode's best pass counts (the
 machine's load from other processes moves between passes).
 
 It prints how long a worker took to be ready and its resident memory, each
-pass's pages per second, whether the stored articles (URL, title, text) and
+pass's pages per second and CPU per page (the daemon, the workers, and redis-server
+with the page server, which on this machine compete with the workers), whether the stored articles (URL, title, text) and
 the clusters (as sets of URLs) are the same in all three, and as its last line
 ``scale-out: workers=1 X pages/s, workers=2 Y pages/s, speedup S, identical=yes|no``.
 Not a timed test: it prints figures, it asserts nothing.
@@ -180,9 +181,11 @@ class Pass:
     duration: float  # wall-clock seconds of the pass, from the moment its extractors are up
     daemon_cpu: float  # this process: fetch threads and the writer
     workers_cpu: float  # the worker processes
+    others_cpu: float  # redis-server and the page server: on this machine they compete with the workers too
 
 
-def one_pass(folder: Path, bases: list[str], broker_url: str | None, workers: list[int]) -> Pass:
+def one_pass(folder: Path, bases: list[str], broker_url: str | None, workers: list[int],
+             others: list[int]) -> Pass:
     from monitor.engine import Engine, open_runtime
     from monitor.settings import settings_from_mapping
 
@@ -190,11 +193,13 @@ def one_pass(folder: Path, bases: list[str], broker_url: str | None, workers: li
     settings = settings_from_mapping(config(folder, bases, broker_url), path=folder / "bench.yaml")
     with open_runtime(settings) as runtime, Engine(runtime) as engine:
         engine.wait_ready()
-        daemon, others = time.process_time(), sum(cpu_seconds(pid) for pid in workers)
+        daemon = time.process_time()
+        working, serving = sum(cpu_seconds(pid) for pid in workers), sum(cpu_seconds(pid) for pid in others)
         started = time.perf_counter()  # the report's own duration counts from the engine's start, pool start included
         report = engine.run_pass()
         return Pass(report, time.perf_counter() - started, time.process_time() - daemon,
-                    sum(cpu_seconds(pid) for pid in workers) - others)
+                    sum(cpu_seconds(pid) for pid in workers) - working,
+                    sum(cpu_seconds(pid) for pid in others) - serving)
 
 
 def stored(database: Path) -> Stored:
@@ -259,7 +264,8 @@ def main() -> int:
                             worker.wait_warm()
                     try:
                         pids = [w.process.pid for w in (first, second) if w is not None and name != "embedded"]
-                        reports[name].append(one_pass(folder, bases, None if name == "embedded" else url, pids))
+                        reports[name].append(one_pass(folder, bases, None if name == "embedded" else url, pids,
+                                                      [redis_server.pid, server.pid]))
                     finally:
                         if second is not None:
                             ready.append(second)
@@ -289,17 +295,19 @@ def main() -> int:
         report = best.report
         rates[name] = count / best.duration
         articles, clusters = results[name]
-        cpu = (f"; CPU per page: daemon {best.daemon_cpu / count * 1000:.0f} ms, "
-               f"workers {best.workers_cpu / count * 1000:.0f} ms") if name != "embedded" else ""
+        cpu = (f"; CPU per page: daemon {best.daemon_cpu / count * 1000:.1f} ms, "
+               f"workers {best.workers_cpu / count * 1000:.1f} ms, redis and page server "
+               f"{best.others_cpu / count * 1000:.1f} ms") if name != "embedded" else ""
         print(f"{name}: {rates[name]:.1f} pages/s, best of {len(runs)} "
               f"({', '.join(f'{run.duration:.2f}' for run in runs)} s; {report.feeds.added} articles stored, "
               f"{len(articles)} rows, {len(clusters)} clusters); writer idle {report.writer_idle / best.duration:.0%}"
               f"{cpu}")
     two_best = min(reports["workers=2"], key=lambda run: run.duration)
     if two_best.workers_cpu > 0:  # the CPU the pages cost, whatever else the machine was doing
-        per_page = (two_best.workers_cpu + two_best.daemon_cpu) / count
+        per_page = (two_best.workers_cpu + two_best.daemon_cpu + two_best.others_cpu) / count
         ceiling = min(2.0, cores * (two_best.workers_cpu / count) / per_page) if cores >= 2 else 1.0
-        print(f"CPU per page {per_page * 1000:.0f} ms (workers and daemon): on {cores} otherwise idle cores "
+        print(f"CPU per page {per_page * 1000:.1f} ms (workers, daemon, redis and page server): on {cores} "
+              f"otherwise idle cores "
               f"2 workers could reach at most {ceiling:.2f}x one worker; load average now {os.getloadavg()[0]:.1f}")
     same_articles = results["embedded"][0] == results["workers=1"][0] == results["workers=2"][0]
     identical = same_articles and results["embedded"][1] == results["workers=1"][1] == results["workers=2"][1]
