@@ -17,8 +17,9 @@ machine's load from other processes moves between passes).
 
 It prints how long a worker took to be ready and its resident memory, each
 pass's pages per second and CPU per page (the daemon, the workers, and redis-server
-with the page server, which on this machine compete with the workers), whether the stored articles (URL, title, text) and
-the clusters (as sets of URLs) are the same in all three, and as its last line
+with the page server, which on this machine compete with the workers), whether
+the stored articles (URL, title, text) and the clusters (as sets of URLs) are the
+same in all three, and as its last line
 ``scale-out: workers=1 X pages/s, workers=2 Y pages/s, speedup S, identical=yes|no``.
 Not a timed test: it prints figures, it asserts nothing.
 """
