@@ -19,8 +19,9 @@ It prints, from one run:
 * the **pass rate**: ``run --once`` through :func:`monitor.engine.run_pass` on a
   new database (fetch, parse, extract, language, dedup, cluster, SQLite),
   pages per second of the whole pass, the extraction pool's start included;
-* their ratio, and the writer's idle share (the time the one writer thread
-  waited for the producers, over the pass).
+* their ratio, the writer's idle share (the time the one writer thread
+  waited for the producers, over the pass), and the time it spent placing the
+  batch at the end of the pass, when the extraction processes have no page left.
 
 Not a timed test: it prints figures, it asserts nothing.
 """
@@ -218,7 +219,8 @@ def main() -> int:
     for name, report, wall in (("full pass, processes up (daemon)", warm, warm_wall),
                                ("full pass, cold (run --once)", cold, cold_wall)):
         print(f"{name}: {count / wall:.1f} pages/s ({wall:.2f} s, {report.feeds.added} "
-              f"articles stored, {report.feeds_ok} feeds ok); writer idle {report.writer_idle / wall:.0%}")
+              f"articles stored, {report.feeds_ok} feeds ok); writer idle {report.writer_idle / wall:.0%}; "
+              f"placing the batch {report.placing:.2f} s ({report.placing / wall:.0%}, one core busy)")
     print(f"ratio: {count / warm_wall / bare:.2f} (processes up), {count / cold_wall / bare:.2f} (cold)")
     per_page = warm_cpu / count
     print(f"CPU: the pass costs {per_page * 1000:.1f} CPU-ms/page (this process and the extraction processes; "

@@ -301,7 +301,8 @@ def main() -> int:
                f"{best.others_cpu / count * 1000:.1f} ms") if name != "embedded" else ""
         print(f"{name}: {rates[name]:.1f} pages/s, best of {len(runs)} "
               f"({', '.join(f'{run.duration:.2f}' for run in runs)} s; {report.feeds.added} articles stored, "
-              f"{len(articles)} rows, {len(clusters)} clusters); writer idle {report.writer_idle / best.duration:.0%}"
+              f"{len(articles)} rows, {len(clusters)} clusters); writer idle {report.writer_idle / best.duration:.0%}, "
+              f"placing the batch {report.placing:.2f} s"
               f"{cpu}")
     two_best = min(reports["workers=2"], key=lambda run: run.duration)
     if two_best.workers_cpu > 0:  # the CPU the pages cost, whatever else the machine was doing

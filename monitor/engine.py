@@ -349,6 +349,7 @@ class Engine:
             (report.seeds if pending.article.feed_id is None else report.feeds).count(outcome)
             placed += isinstance(outcome, Stored)
         report.placed += placed
+        report.placing += time.monotonic() - started
         self._waiting_since = None
         if placed:
             log.info("articles placed in their clusters", extra={
