@@ -129,7 +129,9 @@ def _stop_on_signals() -> threading.Event:
 def _summary(report: PassReport, store: Store) -> str:
     added = report.seeds.added + report.feeds.added
     splits, merges = report.seeds.splits + report.feeds.splits, report.seeds.merges + report.feeds.merges
-    revised = f" ({splits} split, {merges} merged in this pass)" if splits or merges else ""
+    moves = report.seeds.moves + report.feeds.moves
+    done = [f"{n} {what}" for n, what in ((splits, "split"), (merges, "merged"), (moves, "moved")) if n]
+    revised = f" ({', '.join(done)} in this pass)" if done else ""
     return (f"pass finished in {report.duration:.1f}s: {added} new articles "
             f"({report.seeds.added} from seeds), {report.feeds_ok} feeds ok, {report.feeds_failed} failed; "
             f"{store.count('articles')} articles in {store.count_live_clusters()} clusters{revised}")

@@ -180,6 +180,32 @@ def rehome_article(store: Store, clusterer: Clusterer, pending: Pending, *,
     return Rehomed(pending.article_id, assignment.cluster_id, assignment.merge)
 
 
+@dataclass(frozen=True)
+class Shifted:
+    """An article that had joined a story with others, moved to the story it joins now."""
+
+    article_id: int
+    cluster_id: int
+    left: int
+
+
+def reconsider_article(store: Store, clusterer: Clusterer, pending: Pending, *,
+                       keywords: Sequence[str] = ()) -> Shifted | None:
+    """Read again an article placed with others (``Clusterer.reconsider``); if another story scores higher
+    now, it moves there, in one transaction with the clusterer's memory."""
+    left = clusterer.cluster_of(pending.article_id)
+    assignment = clusterer.reconsider(_doc_of(pending))
+    if assignment is None or left is None:
+        return None
+    with _learning(store, clusterer):
+        store.move_articles([pending.article_id], assignment.cluster_id, split_from=left)
+        store.set_reasons([(pending.article_id, assignment.score or 0.0, assignment.shared_terms)])
+        for cluster_id in (left, assignment.cluster_id):
+            _refresh_with_keywords(store, cluster_id, keywords)
+        clusterer.shift(pending.article_id, assignment)
+    return Shifted(pending.article_id, assignment.cluster_id, left)
+
+
 def article_from_row(row: dict[str, Any]) -> Pending:
     """An article stored by an earlier run and not yet placed, as :func:`store_article` left it."""
     return Pending(row["id"], Article(

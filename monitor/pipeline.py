@@ -22,9 +22,11 @@ from monitor.ingest import (
     AlreadyStored,
     Pending,
     Rehomed,
+    Shifted,
     Stored,
     article_from_row,
     place_article,
+    reconsider_article,
     rehome_article,
     store_article,
 )
@@ -51,11 +53,14 @@ class Counts:
     new_clusters: int = 0
     splits: int = 0  # clusters the clusterer found to hold two events and split
     merges: int = 0  # clusters the clusterer found to hold one story with another and merged
+    moves: int = 0  # articles read again at the end of a batch and moved to the story they join now
 
-    def count(self, outcome: Pending | Stored | Rehomed | AlreadyStored | Skipped) -> None:
+    def count(self, outcome: Pending | Stored | Rehomed | Shifted | AlreadyStored | Skipped) -> None:
         """A stored article counts as added; what placing it did counts when it is placed."""
         if isinstance(outcome, Rehomed):
             self.merges += 1
+        elif isinstance(outcome, Shifted):
+            self.moves += 1
         elif isinstance(outcome, Skipped):
             self.skipped += 1
         elif isinstance(outcome, AlreadyStored):
@@ -143,7 +148,7 @@ HELD = 2000
 
 
 def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *,
-           keywords: Sequence[str]) -> Iterator[tuple[Pending, Stored | Rehomed]]:
+           keywords: Sequence[str]) -> Iterator[tuple[Pending, Stored | Rehomed | Shifted]]:
     """Place every stored article that has no cluster yet, in publication order, then by URL.
 
     An online clusterer's result depends on the order it reads reports in, and the order
@@ -154,25 +159,35 @@ def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *,
     month of backfill open its cluster. ``held`` are the articles still in memory
     (by id); any other unplaced article (left by a crash or a stop) is read back.
 
-    Then each article that stands alone in the cluster it opened, in this batch or an earlier
-    one, and that a doc of this batch was scored against (a related report came after it), is
-    read again against what was built since (``Clusterer.rehome``), and moved if it joins a
-    story now.
+    Then the batch is read again against what was built since: each article that joined
+    others moves if another story scores higher without it (``Clusterer.reconsider``),
+    and each that stands alone in the cluster it opened, in this batch or an earlier one,
+    and that a doc of this batch was scored against, moves if it joins a story now
+    (``Clusterer.rehome``).
     """
-    opened: dict[int, Pending] = {}  # docs that opened a cluster in this batch (up to HELD of them)
+    kept: dict[int, Pending] = {}  # this batch's articles (up to HELD of them); the rest are read back
+    batch: list[int] = []
     clusterer.lone_considered()  # only what this batch's docs were scored against counts below
     for article_id in store.unplaced_articles():
         pending = held.pop(article_id, None) or article_from_row(store.article_for_placing(article_id))
         stored = place_article(store, clusterer, pending, keywords=keywords)
-        if stored.is_new_cluster and len(opened) < HELD:
-            opened[article_id] = pending
+        batch.append(article_id)
+        if len(kept) < HELD:
+            kept[article_id] = pending
         yield pending, stored
     held.clear()
+    for article_id in batch:
+        pending = _kept_or_read(store, kept, article_id)
+        if (shifted := reconsider_article(store, clusterer, pending, keywords=keywords)) is not None:
+            yield pending, shifted
     for article_id in clusterer.lone_considered():
-        pending = opened.get(article_id) or article_from_row(store.article_for_placing(article_id))
-        moved = rehome_article(store, clusterer, pending, keywords=keywords)
-        if moved is not None:
+        pending = _kept_or_read(store, kept, article_id)
+        if (moved := rehome_article(store, clusterer, pending, keywords=keywords)) is not None:
             yield pending, moved
+
+
+def _kept_or_read(store: Store, kept: dict[int, Pending], article_id: int) -> Pending:
+    return kept.get(article_id) or article_from_row(store.article_for_placing(article_id))
 
 
 def _failure_fields(result: FeedResult, policy: PollPolicy, now: datetime) -> dict[str, object]:

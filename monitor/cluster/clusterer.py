@@ -18,7 +18,7 @@ from monitor.cluster.features import Features, extract
 from monitor.cluster.joining import FITTED, JoinModel
 from monitor.cluster.memory import Changes, Memory, Recall, cold_candidates, day_of
 from monitor.cluster.persist import decode_cluster, decode_doc, encode_cluster, encode_doc
-from monitor.cluster.revisions import Reviser
+from monitor.cluster.revisions import Reviser, leave_out
 from monitor.cluster.scoring import Query, Scorer
 from monitor.cluster.state import DAY, ClusterState, DocState, Window
 from monitor.cluster.vectors import Row, query, salient, similarity, split_rows
@@ -164,6 +164,39 @@ class Clusterer:
         if state is None or self._alone_in(state.cluster_id) != doc.id:
             return None
         own = self.window.clusters[state.cluster_id]
+        found = self._story_now(doc, own, against_own=False)
+        if found is None:
+            return None
+        score, target, shared = found
+        return Assignment.join(target, score, shared, merge=Merge(own.id, (doc.id,), round(score, 4),
+                                                                  (Reason(doc.id, score, shared),)))
+
+    def reconsider(self, doc: Doc) -> Assignment | None:
+        """Read again a doc that shares its cluster with others: the story it joins now, if
+        another one scores higher than its own cluster without it (commit with ``shift``).
+
+        Why: a doc placed early in a story joined what stood then; the reports placed after it
+        may have built the story it belongs to. Judged again with the same decision, against
+        its own cluster left without it (as a report arriving now would see it), on ECB+ dev
+        each undated order gained (B-cubed F1 0.9415 to 0.947 over 8 orders when every doc was
+        read again twice; 0.9399 to 0.9453 over 16 other orders)."""
+        self._recall()
+        state = self.window.docs.get(doc.id)
+        own = self.window.clusters.get(state.cluster_id) if state is not None else None
+        if own is None or len(own.members) < 2 or not self._stands_alone(doc.id, own):
+            return None
+        found = self._story_now(doc, own, against_own=True)
+        return None if found is None else Assignment.join(found[1], found[0], found[2])
+
+    def _stands_alone(self, doc_id: int, own: ClusterState) -> bool:
+        """Neither a copy of another doc nor the original of one: copies move with their original."""
+        return all(self.window.docs[d].root != doc_id for d in own.members if d != doc_id) and \
+            self.window.docs[doc_id].root == doc_id
+
+    def _story_now(self, doc: Doc, own: ClusterState, *,
+                   against_own: bool) -> tuple[float, int, tuple[str, ...]] | None:
+        """The cluster other than ``own`` that ``doc`` joins now (score, id, shared terms), if any;
+        ``against_own``: only if it scores above ``own`` without the doc."""
         p = self._read(doc)  # not kept: the doc is counted once already
         q = query(p.features.vectors(), p.idf, self.params.query_terms)
         clusters, ranked = self._ranked(p, q)
@@ -171,9 +204,17 @@ class Clusterer:
         if not ranked or not self._joins(p, q, clusters, ranked):
             return None
         score, target = ranked[0]
-        shared = self.scorer.shared_terms(q, clusters[target])
-        return Assignment.join(target, score, shared, merge=Merge(own.id, (doc.id,), round(score, 4),
-                                                                  (Reason(doc.id, score, shared),)))
+        if against_own:
+            rest = leave_out(own, p.features.vectors(), p.idf, p.features.years)
+            if score <= self.scorer.score(q, p.features.years, p.ts, rest):
+                return None
+        return score, target, self.scorer.shared_terms(q, clusters[target])
+
+    def shift(self, doc_id: int, assignment: Assignment) -> None:
+        """Commit a ``reconsider``: the doc leaves its cluster for the one it joins now."""
+        self.window.apply_move(doc_id, assignment.cluster_id)
+        self._version += 1
+        self._note_changes(doc_id, assignment)
 
     def move(self, doc_id: int, assignment: Assignment) -> None:
         """Commit a ``rehome``: the doc's cluster merges into the one it joins now."""

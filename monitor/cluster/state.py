@@ -251,6 +251,17 @@ class Window:
         self._removed.add(gone.id)
         self._rebuild(into, sorted([*c.members, *gone.members]))
 
+    def apply_move(self, doc_id: int, into: int) -> None:
+        """One doc leaves its cluster for ``into``; both are rebuilt from their members' kept vectors."""
+        source, target = self.clusters.get(self.docs[doc_id].cluster_id), self.clusters.get(into)
+        if source is None or target is None or source is target:
+            return
+        for old in (source, target):
+            self._unindex(old, list(old.keys))
+            del self.clusters[old.id]
+        self._rebuild(source.id, [d for d in source.members if d != doc_id])
+        self._rebuild(into, sorted([*target.members, doc_id]))
+
     def _rebuild(self, cid: int, members: list[int]) -> None:
         """A cluster from scratch out of docs in the window (docs already evicted are gone
         from it, so its centroid describes only the reports still in the window)."""
