@@ -128,8 +128,8 @@ def test_a_batch_read_again_moves_reports_that_joined_too_early(tmp_path: Path) 
             golds = Counter(gold_of[a] for (a,) in store.db.execute(
                 "SELECT id FROM articles WHERE cluster_id = ? AND id != ?", [cluster, move.article_id]))
             right += golds.most_common(1)[0][0] == gold_of[move.article_id]
-        sizes = store.db.execute("SELECT c.articles, count(a.id) FROM clusters c JOIN articles a ON a.cluster_id = c.id "
-                                 "GROUP BY c.id").fetchall()
+        sizes = store.db.execute("SELECT c.articles, count(a.id) FROM clusters c "
+                                 "JOIN articles a ON a.cluster_id = c.id GROUP BY c.id").fetchall()
         assert all(size == count for size, count in sizes)
         batch = _f1(store, gold_of)
     assert len(shifted) >= 2 and right >= 0.75 * len(shifted), (right, len(shifted))
