@@ -12,7 +12,7 @@ from scipy.cluster.hierarchy import linkage
 
 from bench.cluster_eval import Labels
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
-from monitor.cluster.revisions import kept_vectors, leave_out, two_way_cut, year_conflicts
+from monitor.cluster.revisions import kept_vectors, leave_out, two_way_cut
 from monitor.ingest import Stored, build_clusterer, ingest_article
 from monitor.models import Article
 from monitor.store import Store
@@ -356,16 +356,3 @@ def test_the_two_way_cut_looks_past_a_lone_outlier() -> None:
     assert cores == {frozenset(range(4)), frozenset(range(4, 8))}
     first_event_side = side if side[0] else ~side
     assert set(np.flatnonzero(first_event_side)) == {0, 1, 2, 3, 8}
-
-
-def test_reports_dated_to_different_years_conflict_in_a_split_check() -> None:
-    years = [frozenset({"2005"}), frozenset({"2008"}), frozenset(), frozenset({"2005", "2008"})]
-    conflicts = year_conflicts(years)
-    # 2005 against 2008 conflicts; an undated report, or one naming both years, conflicts with none.
-    assert conflicts.tolist() == [
-        [False, True, False, False],
-        [True, False, False, False],
-        [False, False, False, False],
-        [False, False, False, False],
-    ]
-    assert not year_conflicts([frozenset(), frozenset()]).any()

@@ -385,10 +385,10 @@ class Clusterer:
         """A merge with the best other cluster the doc also matched, else a split of the
         cluster it joins, each with the reasons of the docs it moves; or neither."""
         rows = p.rows()
-        merge = self.reviser.merge_check(cluster, also, rows, p.features.years)
+        merge = self.reviser.merge_check(cluster, also, rows)
         if merge is not None:
             return None, self.reviser.explain_merge(merge, cluster, self._state(p, cluster.id, p.doc.id))
-        split = self.reviser.split_check(cluster, p.doc.id, rows, p.features.years)
+        split = self.reviser.split_check(cluster, p.doc.id, rows)
         if split is not None:
             split = self.reviser.explain_split(split, p.doc.id, self._state(p, cluster.id, p.doc.id))
         return split, None
