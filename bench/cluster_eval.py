@@ -40,7 +40,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -254,12 +254,42 @@ def run_pipeline(items: Sequence[Item], params: ClusterParams) -> list[int]:
     return [cluster_of[a] for a in article_ids]
 
 
+def run_settled(items: Sequence[Item], params: ClusterParams) -> list[int]:
+    """The items as the daemon places a first poll: each stored without a cluster, then one ``settle``,
+    which places them in publication order and then reads the batch again (``Clusterer.reconsider``
+    and ``rehome``). The n-th item is published n seconds after its own date, so items of one date
+    (all of ECB+) are placed in stream order. Read back as in :func:`run_pipeline`."""
+    from monitor.ingest import Pending, build_clusterer, store_article
+    from monitor.models import Article
+    from monitor.pipeline import settle
+    from monitor.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "eval.sqlite") as store:
+        clusterer, held, article_ids = build_clusterer(store, params), {}, []
+        for n, it in enumerate(items):
+            when = it.published + timedelta(seconds=n)
+            stored = store_article(store, Article(
+                url=f"https://{it.source}.example/{it.key}", title=it.title, text=it.text, source=it.source,
+                guid=f"eval:{it.key}", published=when, fetched_at=when, extraction="text-file"))
+            if isinstance(stored, Pending):
+                held[stored.article_id] = stored
+            article_ids.append(stored.article_id)
+        for _ in settle(store, clusterer, held, keywords=()):
+            pass
+        cluster_of = dict(store.db.execute("SELECT id, cluster_id FROM articles").fetchall())
+    return [cluster_of[a] for a in article_ids]
+
+
 def evaluate(
-    name: str, items: Sequence[Item], params: ClusterParams, direct: bool, verbose: bool = True
+    name: str, items: Sequence[Item], params: ClusterParams, direct: bool, verbose: bool = True,
+    batch: bool = False,
 ) -> dict[str, float]:
     use_pipeline = not direct and _pipeline_available()
     t0, c0 = time.perf_counter(), time.process_time()
-    pred = run_pipeline(items, params) if use_pipeline else run_direct(items, params)
+    if use_pipeline:
+        pred = run_settled(items, params) if batch else run_pipeline(items, params)
+    else:
+        pred = run_direct(items, params)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     gold = [it.gold for it in items]
     p, r, f = bcubed(pred, gold)
@@ -278,7 +308,7 @@ def evaluate(
         "docs_per_cpu_s": len(items) / cpu if cpu else float("inf"),
     }
     if verbose:
-        path = "pipeline+sqlite" if use_pipeline else "Clusterer direct"
+        path = ("settled batch+sqlite" if batch else "pipeline+sqlite") if use_pipeline else "Clusterer direct"
         print(
             f"{name:<5} [{path}] docs={res['docs']} B3 P={p:.4f} R={r:.4f} F1={f:.4f} "
             f"pairP={pp:.4f} pairR={pr:.4f} clusters={res['clusters']} "
@@ -321,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, default=1, help="ECB+: run this many shuffles")
     ap.add_argument("--direct", action="store_true", help="drive Clusterer without the store")
+    ap.add_argument("--batch", action="store_true",
+                    help="through the store as one batch, as the daemon places a first poll (then read again)")
     ap.add_argument("--set", action="append", default=[], help="override a param: name=value")
     ap.add_argument("--reference", action="store_true",
                     help="ECB+: also print the batch reference, TF-IDF K-means told the true K")
@@ -334,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = []
         for k in range(args.seeds):
             items = _ordered(base, args.order, args.seed + k)[: args.limit]
-            results.append(evaluate("ecb", items, params, args.direct))
+            results.append(evaluate("ecb", items, params, args.direct, batch=args.batch))
         if args.seeds > 1:
             f1s = [r["f1"] for r in results]
             print(
@@ -350,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"min={min(f1s):.4f} max={max(f1s):.4f}"
             )
     if args.dataset in ("uci", "all"):
-        evaluate("uci", load_uci(args.data)[: args.limit], params, args.direct)
+        evaluate("uci", load_uci(args.data)[: args.limit], params, args.direct, batch=args.batch)
     return 0
 
 

@@ -198,6 +198,10 @@ class Clusterer:
         """The cluster other than ``own`` that ``doc`` joins now (score, id, shared terms), if any;
         ``against_own``: only if it scores above ``own`` without the doc."""
         p = self._read(doc)  # not kept: the doc is counted once already
+        if against_own and not p.features.long:
+            # A headline weighed against its story without it: too few words to leave one story for another
+            # (UCI headlines, one batch: B-cubed F1 0.610 without such moves, 0.572 with them).
+            return None
         q = query(p.features.vectors(), p.idf, self.params.query_terms)
         clusters, ranked = self._ranked(p, q)
         ranked = [(score, cid) for score, cid in ranked if cid != own.id and cid not in p.cold]
