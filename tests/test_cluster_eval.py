@@ -46,6 +46,17 @@ def test_smoke_ecb_topics_online() -> None:
     assert res["precision"] >= 0.99
 
 
+def test_smoke_ecb_topics_as_one_settled_batch() -> None:
+    """The same topics through the store as the daemon places a first poll: one label per item, in order."""
+    if not (DEFAULT_DATA / "ecb-plus" / "ECB+").is_dir():
+        pytest.skip(f"ECB+ data not present under {DEFAULT_DATA}")
+    items = _ordered(load_ecb(DEFAULT_DATA, topics=[1, 3, 4, 6, 8]), "shuffle", 0)
+    res = evaluate("ecb", items, ClusterParams(), direct=False, verbose=False, batch=True)
+    online = evaluate("ecb", items, ClusterParams(), direct=False, verbose=False)
+    assert res["docs"] == len(items) and res["clusters"] >= res["gold_clusters"] - 2
+    assert res["f1"] >= online["f1"] - 0.01 and res["f1"] >= 0.90
+
+
 def test_full_dev_split_shuffled_floor() -> None:
     """All 25 dev topics in shuffled order 0 (the hardest of the first four orders)."""
     if not (DEFAULT_DATA / "ecb-plus" / "ECB+").is_dir():
