@@ -152,13 +152,19 @@ def shingle_hashes(text: str, size: int = 3) -> np.ndarray:
     words = normalise_text(text).split()
     if not words:
         return np.empty(0, dtype=np.uint64)
-    wh = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in words), np.uint64, len(words))
+    wh = np.fromiter(map(zlib.crc32, map(str.encode, words)), np.uint64, len(words))  # UTF-8, in C
     if len(words) < size:
         size = len(words)
     h = wh[: len(wh) - size + 1].copy()
     for i in range(1, size):
         h = (h * np.uint64(1_000_003)) ^ wh[i : len(wh) - size + 1 + i]
-    return np.unique(h & np.uint64(0xFFFFFFFF))
+    # Sorted, then the repeats dropped: what ``np.unique`` returns, at a third of its cost for a
+    # few hundred values (its generic path dominated; measured 25 -> 8 us an article).
+    h = np.sort(h & np.uint64(0xFFFFFFFF))
+    keep = np.empty(len(h), bool)
+    keep[0] = True
+    np.not_equal(h[1:], h[:-1], out=keep[1:])
+    return h[keep]
 
 
 def _identity(hashed: int) -> int:

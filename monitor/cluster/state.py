@@ -17,6 +17,9 @@ import heapq
 from array import array
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
+from functools import reduce
+from itertools import repeat
+from operator import add, mul, sub
 
 from monitor.cluster.decisions import Merge, Split
 from monitor.cluster.features import SIGNALS, Features
@@ -109,13 +112,12 @@ class Window:
             vec = getattr(f, sig)
             if not vec:
                 continue
-            table = DF_OF[sig]
             cen = c.centroid.setdefault(sig, {})
-            delta = 0.0
-            for t, w in vec.items():
-                old = cen.get(t, 0.0)
-                cen[t] = old + w
-                delta += ((old + w) ** 2 - old * old) * idf[table].get(t, 1.0) ** 2
+            # Sums and squares in C (``map``) over the doc's terms, in the order a loop would
+            # make them: the same floats as a loop, at a third of its cost.
+            olds = list(map(cen.get, vec, repeat(0.0)))
+            news = list(map(add, olds, vec.values()))
+            cen.update(zip(vec, news, strict=True))
             pruned = len(cen) > 2 * self.params.centroid_terms
             if pruned:
                 keep = sorted(cen.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -126,7 +128,9 @@ class Window:
                 # other terms is picked up late; measured to change no ECB+ decision.
                 c.norm_sq[sig] = self.vocabulary.exact_norm_sq(sig, cen)
             else:
-                c.norm_sq[sig] += delta
+                idf2 = map(pow, map(idf[DF_OF[sig]].get, vec, repeat(1.0)), repeat(2))
+                gained = map(sub, map(pow, news, repeat(2)), map(mul, olds, olds))
+                c.norm_sq[sig] += reduce(add, map(mul, gained, idf2), 0.0)
         self._index(c, keys)
         c.years.update(f.years)
 
@@ -134,8 +138,11 @@ class Window:
 
     def _index(self, c: ClusterState, keys: tuple[str, ...]) -> None:
         """Post ``c`` under ``keys``, most recently updated last (posting lists are capped)."""
+        postings = self.postings
         for key in keys:
-            posting = self.postings.setdefault(key, OrderedDict())
+            posting = postings.get(key)
+            if posting is None:
+                posting = postings[key] = OrderedDict()
             posting[c.id] = None
             posting.move_to_end(c.id)
             c.keys.add(key)

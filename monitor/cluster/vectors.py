@@ -7,6 +7,7 @@ import heapq
 import math
 import zlib
 from functools import lru_cache
+from operator import mul
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -40,7 +41,8 @@ def cosine(qv: dict[str, float], cen: dict[str, float], cen_norm_sq: float) -> f
     lookup per query term).  Set order varies between runs, so ``fsum``, whose result
     does not depend on the order, keeps decisions deterministic.
     """
-    dot = math.fsum([qv[t] * cen[t] for t in qv.keys() & cen.keys()])
+    common = qv.keys() & cen.keys()
+    dot = math.fsum(map(mul, map(qv.__getitem__, common), map(cen.__getitem__, common)))
     return dot / (math.sqrt(cen_norm_sq) or 1.0)
 
 
