@@ -19,6 +19,10 @@ mean CPU time over each tenth of the stream (a trend with the store shows there)
 overall articles/s, peak RSS, how many generated copies were reported as
 near-duplicates, and B-cubed scores against the generated events (a sanity check at
 scale: same-base events are same-kind events told with different names).
+
+``--read-beside`` reads each text (``features.read_text``) before the timed call, as the
+daemon's extraction processes do beside the article: the figures are then the writer's
+share of clustering, not all of it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cluster_eval import DEFAULT_DATA, Labels, bcubed, load_ecb
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.cluster.features import read_text
 
 _SYLL = "ka lo mi ter san vel dor ri an bu ze tho ga lin mar os pe qui ra sol".split()  # noqa: SIM905
 _CAPWORD = re.compile(r"\b[A-Z][a-z]{2,}\b")
@@ -136,7 +141,7 @@ def _placer(params: ClusterParams, store: bool) -> Callable[[Doc], tuple[Assignm
     def through_store(doc: Doc) -> tuple[Assignment, Clusterer]:
         out = ingest_article(db, stored_clusterer, Article(
             url=f"https://{doc.source}.example/{doc.id}", title=doc.title, text=doc.text, source=doc.source,
-            published=doc.published, fetched_at=doc.published, extraction="text-file"))
+            published=doc.published, fetched_at=doc.published, extraction="text-file", reading=doc.reading))
         if not isinstance(out, Stored):  # the same text again: it counts in the stored copy's cluster
             (cid,) = db.db.execute("SELECT cluster_id FROM articles WHERE id = ?", [out.article_id]).fetchone()
             return Assignment.join(cid, 1.0, ()), stored_clusterer
@@ -157,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", action="store_true",
                     help="through the writer's path: ingest_article into a SQLite file, the store as the "
                          "clusterer's memory (times the whole ingest, store writes included)")
+    ap.add_argument("--read-beside", action="store_true",
+                    help="read each text before timing it, as the daemon's extraction processes do "
+                         "(features.read_text): times the writer's share of clustering only")
     ap.add_argument("--late", type=int, default=0,
                     help="then this many late reports of events from the stream's first tenth (weeks "
                          "out of memory by then): their cost, and how many join their event's story")
@@ -165,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(s.split("=", 1) for s in args.set)  # pydantic converts the strings
     texts = load_texts(args.data)
     print(f"{len(texts)} base texts; streaming {args.n} articles")
-    place = _placer(ClusterParams(**overrides), args.store)
+    params = ClusterParams(**overrides)
+    place = _placer(params, args.store)
     checkpoints = [c for c in (1_000, 10_000, 100_000) if c <= args.n] or [args.n]
     window = 1000
     times: list[float] = []
@@ -178,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     for doc, is_copy, event in stream(texts, args.n, args.dup_rate, args.per_day):
         if not is_copy and doc.id <= args.n // 10:
             early.append(doc)
+        if args.read_beside:
+            doc = replace(doc, reading=read_text(doc.text, params.max_words, params.shingle_size))
         t0, c0 = time.perf_counter(), time.process_time()
         a, clusterer = place(doc)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
