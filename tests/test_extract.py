@@ -47,28 +47,37 @@ def test_a_page_the_fast_extraction_finds_short_reads_as_the_full_extraction(pag
     assert article.language == "en"
 
 
-BRIEF_PAGE = b"""<!doctype html><html lang="en"><head><title>Polls close in Turkmenistan | Harbour Herald</title>
+def _brief_page(paragraph: str) -> bytes:
+    return f"""<!doctype html><html lang="en"><head><title>Polls close in Turkmenistan | Harbour Herald</title>
 <meta name="author" content="Priya Raman"></head><body><nav><a href="/">Home</a> <a href="/politics/">Politics</a></nav>
 <main><article><h1>Polls close in Turkmenistan</h1>
 <p class="byline">By <span class="author">Priya Raman</span> <time datetime="2026-10-29T20:34:00Z">Thu 29 Oct 2026
-20.34 GMT</time></p><p>The parliament election is over in Turkmenistan, officials said on Sunday.</p>
+20.34 GMT</time></p><p>{paragraph}</p>
 <div class="share-tools"><span class="share-label">Share this article</span><ul>
 <li><a href="https://twitter.com/intent/tweet?url=x" rel="nofollow">Tweet</a></li>
 <li><a href="https://wa.me/?text=x" rel="nofollow">WhatsApp</a></li>
 <li><a href="https://www.facebook.com/sharer/sharer.php?u=x" rel="nofollow">Share on Facebook</a></li></ul></div>
-</article></main><footer>Copyright 2026 Harbour Herald</footer></body></html>"""
+</article></main><footer>Copyright 2026 Harbour Herald</footer></body></html>""".encode()
 
 
-def test_a_brief_keeps_its_sentence_without_byline_or_share_buttons() -> None:
-    """trafilatura rescues a text this short with the article element's whole text on one line,
+ONE_SENTENCE = "The parliament election is over in Turkmenistan, officials said on Sunday."
+# Long enough that trafilatura's rescue, byline and buttons included, is over its own 250-character bar.
+TWO_SENTENCES = (ONE_SENTENCE + " Turnout was put at ninety-one per cent by the electoral commission, which said"
+                 " counting in the capital ended before midnight.")
+
+
+@pytest.mark.parametrize("paragraph", [ONE_SENTENCE, TWO_SENTENCES], ids=["one-sentence", "rescue-over-250"])
+def test_a_brief_keeps_its_text_without_byline_or_share_buttons(paragraph: str) -> None:
+    """trafilatura rescues a text this short with the article element's whole text as one block,
     which line cleaning cannot split: two briefs of one outlet then shared only chrome words."""
-    rescued = trafilatura.bare_extraction(BRIEF_PAGE, include_comments=False)
+    page = _brief_page(paragraph)
+    rescued = trafilatura.bare_extraction(page, include_comments=False)
     assert rescued is not None and "Share on Facebook" in rescued.text  # what the rescue alone gives
 
-    article = article_from_html(BRIEF_PAGE, url="http://127.0.0.2/brief", fetched_at=datetime(2026, 10, 30, tzinfo=UTC))
+    article = article_from_html(page, url="http://127.0.0.2/brief", fetched_at=datetime(2026, 10, 30, tzinfo=UTC))
 
     assert isinstance(article, Article)
-    assert "The parliament election is over in Turkmenistan, officials said on Sunday." in article.text
+    assert paragraph in article.text
     for chrome in ("Priya Raman", "Tweet", "WhatsApp", "Share", "GMT"):
         assert chrome not in article.text
     assert article.author == "Priya Raman"
