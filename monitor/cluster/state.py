@@ -258,6 +258,20 @@ class Window:
         self._removed.add(gone.id)
         self._rebuild(into, sorted([*c.members, *gone.members]))
 
+    def alone_in(self, cid: int) -> int | None:
+        """The doc that opened cluster ``cid`` and is still all of it (not a copy), if so."""
+        c = self.clusters.get(cid)
+        if c is None or c.size != 1 or len(c.members) != 1:
+            return None
+        doc_id = next(iter(c.members))
+        return doc_id if self.docs[doc_id].root == doc_id else None
+
+    def has_copies(self, doc_id: int) -> bool:
+        """Whether the doc is a near-duplicate of another or has one in its cluster: copies move together."""
+        state = self.docs[doc_id]
+        return state.root != doc_id or any(self.docs[d].root == doc_id for d in self.clusters[state.cluster_id].members
+                                           if d != doc_id)
+
     def apply_move(self, doc_id: int, into: int) -> None:
         """One doc leaves its cluster for ``into``; both are rebuilt from their members' kept vectors."""
         source, target = self.clusters.get(self.docs[doc_id].cluster_id), self.clusters.get(into)
