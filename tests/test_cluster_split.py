@@ -12,6 +12,7 @@ from scipy.cluster.hierarchy import linkage
 
 from bench.cluster_eval import Labels
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.cluster.decisions import Split
 from monitor.cluster.revisions import kept_vectors, leave_out, two_way_cut
 from monitor.ingest import Stored, build_clusterer, ingest_article
 from monitor.models import Article
@@ -356,3 +357,25 @@ def test_the_two_way_cut_looks_past_a_lone_outlier() -> None:
     assert cores == {frozenset(range(4)), frozenset(range(4, 8))}
     first_event_side = side if side[0] else ~side
     assert set(np.flatnonzero(first_event_side)) == {0, 1, 2, 3, 8}
+
+
+def test_a_rebuilt_cluster_does_not_depend_on_the_ids_its_reports_were_given() -> None:
+    """Ids follow the order pages happened to arrive in; a cluster rebuilt by a revision sums its
+    reports in date order, so the same reports placed in the same order give the same floats."""
+    day = datetime(2026, 3, 4, 8, tzinfo=UTC)
+    extra = "rain gauges bridges roads schools shelters pumps farms trains power mud barriers".split()
+    texts = [f"Flood waters rose in Carlisle on day {n} as the River Eden burst its banks; {n * 37} homes were "
+             f"evacuated and volunteers from Penrith and Keswick filled sandbags, officials said. Flood "
+             f"{' '.join(extra[:n])} {'flood ' * (n % 4)}" for n in range(1, 13)]
+
+    def centroid_after_a_split(ids: list[int]) -> dict[str, dict[str, float]]:
+        clusterer = Clusterer(ClusterParams())
+        for doc_id, (n, text) in zip(ids, enumerate(texts), strict=True):
+            doc = Doc(doc_id, f"Carlisle flood, day {n}", text, day + timedelta(hours=n), f"s{n}.example")
+            clusterer.add(doc, clusterer.decide(doc))
+        (cluster,) = clusterer.window.clusters.values()
+        last = max(cluster.members, key=lambda d: clusterer.window.docs[d].ts)
+        clusterer.window.apply_split(Split(cluster.id, 999, (last,), 0.0))
+        return clusterer.window.clusters[cluster.id].centroid
+
+    assert centroid_after_a_split(list(range(1, 13))) == centroid_after_a_split(list(range(120, 0, -10)))
