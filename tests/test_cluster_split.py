@@ -363,7 +363,8 @@ def test_a_rebuilt_cluster_does_not_depend_on_the_ids_its_reports_were_given() -
     """Ids follow the order pages happened to arrive in; a cluster rebuilt by a revision sums its
     reports in date order, so the same reports placed in the same order give the same floats."""
     day = datetime(2026, 3, 4, 8, tzinfo=UTC)
-    extra = "rain gauges bridges roads schools shelters pumps farms trains power mud barriers".split()
+    extra = ["rain", "gauges", "bridges", "roads", "schools", "shelters", "pumps", "farms", "trains", "power", "mud",
+             "barriers"]
     texts = [f"Flood waters rose in Carlisle on day {n} as the River Eden burst its banks; {n * 37} homes were "
              f"evacuated and volunteers from Penrith and Keswick filled sandbags, officials said. Flood "
              f"{' '.join(extra[:n])} {'flood ' * (n % 4)}" for n in range(1, 13)]
