@@ -67,14 +67,23 @@ def rss(base: str, names: list[str], now: datetime) -> bytes:
             f"<link>{base}/</link><description>bench</description>{items}</channel></rss>").encode()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """An outlet's server; a client closing its kept-alive connection at the end of a pass is no error."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def serve(folder: str, outlets: int, ready: multiprocessing.Queue) -> None:
     """The child process: one threaded HTTP server per outlet; pages served as saved, byte for byte."""
     pages = {p.name: p.read_bytes() for p in sorted(Path(folder).glob("*.html"))}
     now = datetime.now(UTC).replace(microsecond=0)
     bases = []
     for index, names in enumerate(shares(sorted(pages), outlets)):
-        server = ThreadingHTTPServer((outlet_host(index), 0), _handler(pages, names, now))
-        server.daemon_threads = True
+        server = _QuietServer((outlet_host(index), 0), _handler(pages, names, now))
         bases.append(f"http://{outlet_host(index)}:{server.server_address[1]}")
         threading.Thread(target=server.serve_forever, daemon=True).start()
     ready.put(bases)
