@@ -256,7 +256,7 @@ class Window:
             self._unindex(old, list(old.keys))
             del self.clusters[old.id]
         self._removed.add(gone.id)
-        self._rebuild(into, sorted([*c.members, *gone.members]))
+        self._rebuild(into, [*c.members, *gone.members])
 
     def alone_in(self, cid: int) -> int | None:
         """The doc that opened cluster ``cid`` and is still all of it (not a copy), if so."""
@@ -281,7 +281,7 @@ class Window:
             self._unindex(old, list(old.keys))
             del self.clusters[old.id]
         self._rebuild(source.id, [d for d in source.members if d != doc_id])
-        self._rebuild(into, sorted([*target.members, doc_id]))
+        self._rebuild(into, [*target.members, doc_id])
 
     def _rebuild(self, cid: int, members: list[int]) -> None:
         """A cluster from scratch out of docs in the window (docs already evicted are gone
