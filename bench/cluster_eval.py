@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
 from monitor.cluster.joining import FITTED, JoinModel
+from monitor.models import Article
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ECB_DAY = datetime(2015, 1, 1, 12, 0, tzinfo=UTC)
@@ -220,6 +221,12 @@ def run_direct(items: Sequence[Item], params: ClusterParams, join_model: JoinMod
     return [labels.cluster_of[i] for i in range(1, len(items) + 1)]
 
 
+def _article(it: Item, published: datetime) -> Article:
+    """An evaluation item as the pipeline stores it: its own URL and source, published (and fetched) then."""
+    return Article(url=f"https://{it.source}.example/{it.key}", title=it.title, text=it.text, source=it.source,
+                   guid=f"eval:{it.key}", published=published, fetched_at=published, extraction="text-file")
+
+
 def run_pipeline(items: Sequence[Item], params: ClusterParams) -> list[int]:
     """Stream items through the daemon's ``ingest_article`` into a temporary SQLite store.
 
@@ -228,7 +235,6 @@ def run_pipeline(items: Sequence[Item], params: ClusterParams) -> list[int]:
     counts in the cluster of the stored copy.
     """
     from monitor.ingest import ingest_article
-    from monitor.models import Article
     from monitor.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -237,17 +243,7 @@ def run_pipeline(items: Sequence[Item], params: ClusterParams) -> list[int]:
         try:
             article_ids = []
             for it in items:
-                art = Article(
-                    url=f"https://{it.source}.example/{it.key}",
-                    title=it.title,
-                    text=it.text,
-                    source=it.source,
-                    guid=f"eval:{it.key}",
-                    published=it.published,
-                    fetched_at=it.published,
-                    extraction="text-file",
-                )
-                article_ids.append(ingest_article(store, clusterer, art).article_id)
+                article_ids.append(ingest_article(store, clusterer, _article(it, it.published)).article_id)
             cluster_of = dict(store.db.execute("SELECT id, cluster_id FROM articles").fetchall())
         finally:
             store.close()
@@ -260,17 +256,13 @@ def run_settled(items: Sequence[Item], params: ClusterParams) -> list[int]:
     and ``rehome``). The n-th item is published n seconds after its own date, so items of one date
     (all of ECB+) are placed in stream order. Read back as in :func:`run_pipeline`."""
     from monitor.ingest import Pending, build_clusterer, store_article
-    from monitor.models import Article
     from monitor.pipeline import settle
     from monitor.store import Store
 
     with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "eval.sqlite") as store:
         clusterer, held, article_ids = build_clusterer(store, params), {}, []
         for n, it in enumerate(items):
-            when = it.published + timedelta(seconds=n)
-            stored = store_article(store, Article(
-                url=f"https://{it.source}.example/{it.key}", title=it.title, text=it.text, source=it.source,
-                guid=f"eval:{it.key}", published=when, fetched_at=when, extraction="text-file"))
+            stored = store_article(store, _article(it, it.published + timedelta(seconds=n)))
             if isinstance(stored, Pending):
                 held[stored.article_id] = stored
             article_ids.append(stored.article_id)
