@@ -8,9 +8,11 @@ or :meth:`Engine.serve`, as typed messages on one bounded queue: a full
 queue holds the producers back, so memory stays bounded when the writer is the
 slower side. The writer alone holds the database connection and the
 clusterer. It stores each article as it arrives, and places the articles waiting
-for a cluster when no poll is in flight any more (the end of a ``run --once``
-pass), in an order of their own (:func:`monitor.pipeline.settle`), so the
-clusters do not depend on which page happened to arrive first.
+for a cluster in an order of their own (:func:`monitor.pipeline.place_ready`), so
+the clusters do not depend on which page happened to arrive first: while polls
+are in flight, only those that sort before all they may still bring
+(:mod:`monitor.horizon`); the batch is read again once none is
+(:func:`monitor.pipeline.settle`, the end of a ``run --once`` pass).
 
 The daemon (:mod:`monitor.scheduler`) is this engine on a schedule: its jobs
 only ask for a poll or put a message; a daemon's pass runs from one seeds scan
@@ -41,18 +43,21 @@ import httpx
 
 from monitor.alerts import run_alerts
 from monitor.cluster import Clusterer
-from monitor.engine_polls import Made, Poll, Producers
+from monitor.engine_polls import Listed, Made, Poll, Producers
 from monitor.errors import ConfigError
 from monitor.fetch import HostLimiter, make_client
-from monitor.ingest import Pending, Stored, build_clusterer
+from monitor.horizon import NOTHING, Horizon
+from monitor.ingest import Pending, Rehomed, Shifted, Stored, build_clusterer
 from monitor.pipeline import (
     HELD,
+    Batch,
     Counts,
     FeedResult,
     PassReport,
     apply_retention,
     ingest_made,
     ingest_seeds,
+    place_ready,
     record_poll,
     record_run,
     settle,
@@ -96,7 +101,7 @@ class RetentionDue:
     """Drop old article text (``schedule.retention_days``)."""
 
 
-Message = Made | Polled | SeedsDue | AlertsDue | RetentionDue
+Message = Listed | Made | Polled | SeedsDue | AlertsDue | RetentionDue
 
 
 # -- what a run is built from --------------------------------------------------------------------
@@ -232,6 +237,9 @@ class Engine:
         self._polling: dict[str, int] = {}  # feed URL -> its poll in flight (one at a time per feed)
         self._writing = _Writing()
         self._held: dict[int, Pending] = {}  # stored, not yet placed (up to HELD of them)
+        self._horizon = Horizon()  # what the polls in flight may still bring: how far placing may go
+        self._batch = Batch()  # placed since the last settle, read again at the next
+        self._may_place = False  # something changed since placing last found nothing to place
         self._waiting_since: float | None = None  # monotonic time the oldest unplaced article was stored
         self.on_polled: Callable[[FeedResult], None] | None = None  # the daemon reschedules the feed
 
@@ -264,6 +272,7 @@ class Engine:
             poll_id = next(self._ids)
             self._polling[feed.url] = poll_id
             self._writing.polls[poll_id] = Counts()
+            self._horizon.expect(poll_id)
         poll = Poll(poll_id, feed, state, self._producers, done=lambda i, r: self._emit(Polled(i, r)))
         self._fetchers.submit(poll.run)
         return True
@@ -290,7 +299,12 @@ class Engine:
     # -- the writer -----------------------------------------------------------------------------
 
     def next_message(self, timeout: float | None = None) -> Message | None:
-        """The next message (None after ``timeout``); the time spent waiting is the writer's idle time."""
+        """The next message (None after ``timeout``); the time spent waiting is the writer's idle time.
+
+        While none is waiting, the writer places what it may already (:meth:`place_ready`), so placing
+        overlaps the producers' fetching and extracting instead of following it."""
+        while self._queue.empty() and self.place_ready():
+            pass
         waited = time.monotonic()
         try:
             return self._queue.get(timeout=timeout)
@@ -306,7 +320,11 @@ class Engine:
             outcome = ingest_made(store, message.article, feed=message.feed)
             writing.polls[message.poll].count(outcome)
             self._hold(outcome)
+            self._horizon.made(message.poll, message.bound)
+        elif isinstance(message, Listed):
+            self._horizon.listed(message.poll, message.bounds)
         elif isinstance(message, Polled):
+            self._horizon.finished(message.poll)
             counts = writing.polls.pop(message.poll)
             record_poll(store, message.result, counts, schedule=settings.schedule)
             writing.report.feeds.merge(counts)
@@ -321,6 +339,7 @@ class Engine:
             run_alerts(settings, store, should_stop=self.stop.is_set)
         elif isinstance(message, RetentionDue):
             apply_retention(store, settings.schedule)
+        self._may_place = True
         if isinstance(message, Polled | SeedsDue) and not self.busy():
             self.settle()
 
@@ -341,19 +360,42 @@ class Engine:
         """Seconds the oldest article stored in this process has waited for its cluster."""
         return 0.0 if self._waiting_since is None else time.monotonic() - self._waiting_since
 
+    PLACE_AT_ONCE = 8  # articles placed between two looks at the queue (a few ms each)
+
+    def place_ready(self) -> int:
+        """Place, in the batch's order, up to ``PLACE_AT_ONCE`` stored articles that sort before every article
+        the polls in flight may still bring (:class:`~monitor.horizon.Horizon`); how many."""
+        cutoff = self._horizon.cutoff() if self._may_place else NOTHING
+        if cutoff == NOTHING:
+            self._may_place = False
+            return 0
+        placed = self._count(place_ready(self.runtime.store, self.runtime.clusterer, self._held, self._batch,
+                                         keywords=self.settings.keywords, before=cutoff, limit=self.PLACE_AT_ONCE))
+        self._may_place = placed == self.PLACE_AT_ONCE
+        return placed
+
     def settle(self) -> int:
-        """Place the stored articles that wait for a cluster (:func:`~monitor.pipeline.settle`); how many."""
-        report, placed, started = self._writing.report, 0, time.monotonic()
-        for pending, outcome in settle(self.runtime.store, self.runtime.clusterer, self._held,
-                                      keywords=self.settings.keywords):
-            (report.seeds if pending.article.feed_id is None else report.feeds).count(outcome)
-            placed += isinstance(outcome, Stored)
+        """Place the stored articles that wait for a cluster and read the batch again
+        (:func:`~monitor.pipeline.settle`); how many the batch placed."""
+        report, started = self._writing.report, time.monotonic()
+        early = len(self._batch.placed)
+        placed = early + self._count(settle(self.runtime.store, self.runtime.clusterer, self._held,
+                                            keywords=self.settings.keywords, batch=self._batch))
         report.placed += placed
         report.placing += time.monotonic() - started
         self._waiting_since = None
         if placed:
             log.info("articles placed in their clusters", extra={
-                "event": "settle", "articles": placed, "duration": round(time.monotonic() - started, 3)})
+                "event": "settle", "articles": placed, "early": early,
+                "duration": round(time.monotonic() - started, 3)})
+        return placed
+
+    def _count(self, outcomes: Iterator[tuple[Pending, Stored | Rehomed | Shifted]]) -> int:
+        """Count what placing did in the pass's report; how many articles it placed."""
+        report, placed = self._writing.report, 0
+        for pending, outcome in outcomes:
+            (report.seeds if pending.article.feed_id is None else report.feeds).count(outcome)
+            placed += isinstance(outcome, Stored)
         return placed
 
     def drain(self, progress: Callable[[int, int], None] | None = None, total: int = 0) -> None:

@@ -37,6 +37,7 @@ from monitor.deadline import cancel_when, stopping
 from monitor.dedup import canonical_url
 from monitor.extract import article_from_entry
 from monitor.fetch import HostLimiter, fetch_url
+from monitor.ingest import earliest_placing
 from monitor.models import Article, FeedEntry, Fetched, ParsedFeed, ParseFailed, Skipped
 from monitor.pipeline import FeedResult
 from monitor.politeness import RobotsCache, hints_from_response
@@ -65,6 +66,16 @@ class Made:
     poll: int
     feed: str
     article: Article | Skipped
+    bound: datetime | None = None  # the earliest date the entry could be placed at, as its poll listed it
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A poll's entries to come (each made now or after its page), as the earliest date each can be placed
+    at (:class:`~monitor.horizon.Horizon`); sent before the first of them."""
+
+    poll: int
+    bounds: tuple[datetime | None, ...]
 
 
 class _Cancelled:
@@ -103,6 +114,13 @@ def _newest_first(item: tuple[int, FeedEntry]) -> float:
     return -published.timestamp() if published else float("inf")  # undated last, in feed order
 
 
+def _undated_then_oldest(page: _Page) -> float:
+    """The order a poll fetches the pages it chose: those that may take any date first, then the oldest,
+    so the writer can place what came before all that is left (:mod:`monitor.horizon`)."""
+    dates = [e.published for e in page.entries]
+    return float("-inf") if None in dates else min(d.timestamp() for d in dates if d is not None)
+
+
 class Poll:
     """One feed poll in flight; :meth:`run` starts it on a fetch thread, ``done`` is called once at the end."""
 
@@ -117,6 +135,7 @@ class Poll:
         self._result: FeedResult | None = None  # the feed's outcome, finished once the pages are done
         self._feed_url: str | None = None  # where the feed was served from (after redirects)
         self._stopped = False
+        self._planned = datetime.now(UTC)  # when the entries were planned (``_bound``)
 
     # -- the feed ------------------------------------------------------------------------------
 
@@ -152,18 +171,20 @@ class Poll:
 
     def _plan(self, parsed: ParsedFeed, feed_url: str) -> int:
         """New entries, newest first: each either made now from the feed's own content, or queued behind its
-        page. Returns how many were deferred by the page budget."""
-        self._feed_url = feed_url
+        page. The writer learns first what dates they may bring (``Listed``). Returns how many were deferred
+        by the page budget."""
+        self._feed_url, self._planned = feed_url, datetime.now(UTC)
         settings, known = self._p.settings, self._p.known
         new = [(i, e) for i, e in enumerate(parsed.entries)
                if not known.contains(canonical_url=canonical_url(e.link) if e.link else None, guid=e.guid,
                                      feed_id=self.state.id)]
         pages: dict[str, _Page] = {}
+        now: list[FeedEntry] = []  # made at once from the feed's own content
         deferred = 0
         for _, entry in sorted(new, key=_newest_first):
             link = entry.link
             if not (settings.fetch_pages and link and link.startswith(("http://", "https://"))):
-                self._hand_over(entry, None)
+                now.append(entry)
                 continue
             key = canonical_url(link)
             if key in pages:
@@ -171,13 +192,20 @@ class Poll:
             elif self._p.robots is not None and not self._p.robots.allowed(link):
                 log.info("page disallowed by robots.txt; using the feed's own content",
                          extra={"event": "page.robots", "url": link})
-                self._hand_over(entry, None)
+                now.append(entry)
             elif len(pages) >= settings.max_pages_per_poll:
                 deferred += 1
             else:
                 pages[key] = _Page(link, [entry])
-        self._pending.extend(pages.values())
+        coming = [*now, *(e for page in pages.values() for e in page.entries)]
+        self._p.emit(Listed(self.id, tuple(self._bound(e) for e in coming)))
+        for entry in now:
+            self._hand_over(entry, None)
+        self._pending.extend(sorted(pages.values(), key=_undated_then_oldest))
         return deferred
+
+    def _bound(self, entry: FeedEntry) -> datetime | None:
+        return earliest_placing(entry.published, self._planned)
 
     # -- the pages -----------------------------------------------------------------------------
 
@@ -238,7 +266,7 @@ class Poll:
         else:
             made = self._from_feed(EntryJob(entry, extracted, self.state.id, self.state.name, datetime.now(UTC),
                                             self._feed_url))
-        self._p.emit(Made(self.id, self.state.name, made))
+        self._p.emit(Made(self.id, self.state.name, made, self._bound(entry)))
         with self._lock:
             self._made += 1
 

@@ -80,6 +80,17 @@ def _sane_published(article: Article) -> datetime | None:
     return min(published, (article.fetched_at or datetime.now(UTC)) + MAX_CLOCK_SKEW)
 
 
+def earliest_placing(claimed: datetime | None, now: datetime) -> datetime | None:
+    """The earliest date a feed entry claiming ``claimed`` can be placed at, stored after ``now``
+    (None: any date, since an undated entry takes its page's date); the rule of :func:`_sane_published`
+    as a lower bound, for placing articles while polls are in flight (:mod:`monitor.horizon`)."""
+    if claimed is None:
+        return None
+    if claimed < EARLIEST_PLAUSIBLE:  # counted as none: placed when it is fetched, after now
+        return now.replace(microsecond=0)
+    return min(claimed, now + MAX_CLOCK_SKEW).replace(microsecond=0)
+
+
 def _row(article: Article, canonical: str | None, digest: str | None) -> dict[str, object]:
     return {
         "url": article.url or None, "canonical_url": canonical, "guid": article.guid,

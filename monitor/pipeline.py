@@ -147,36 +147,58 @@ def ingest_made(store: Store, made: Article | Skipped, *, feed: str) -> Pending 
 HELD = 2000
 
 
-def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *,
-           keywords: Sequence[str]) -> Iterator[tuple[Pending, Stored | Rehomed | Shifted]]:
-    """Place every stored article that has no cluster yet, in publication order, then by URL.
+@dataclass
+class Batch:
+    """The articles placed since the last settle, in the order they were placed: read again at its end."""
+
+    placed: list[int] = field(default_factory=list)
+    kept: dict[int, Pending] = field(default_factory=dict)  # up to HELD of them; the rest are read back
+
+
+Placed = tuple[Pending, Stored | Rehomed | Shifted]
+
+
+def place_ready(store: Store, clusterer: Clusterer, held: dict[int, Pending], batch: Batch, *,
+                keywords: Sequence[str], before: datetime | None = None, limit: int | None = None) -> Iterator[Placed]:
+    """Place stored articles that have no cluster yet, in publication order, then by URL: those placed at a
+    date before ``before`` (all if None), at most ``limit`` of them.
 
     An online clusterer's result depends on the order it reads reports in, and the order
     pages reach the writer is an accident of timing: how fast each outlet answers, how
-    its feed lists items, how many processes extract. Placing a batch in an order of
-    the articles' own (``Store.unplaced_articles``) makes the clusters a function of what
-    was fetched, not of when, and lets the earliest report of a story found in a
-    month of backfill open its cluster. ``held`` are the articles still in memory
-    (by id); any other unplaced article (left by a crash or a stop) is read back.
-
-    Then the batch is read again against what was built since: each article that joined
-    others moves if another story scores higher without it (``Clusterer.reconsider``),
-    and each that stands alone in the cluster it opened, in this batch or an earlier one,
-    and that a doc of this batch was scored against, moves if it joins a story now
-    (``Clusterer.rehome``).
+    its feed lists items, how many processes extract. Placing in an order of the articles'
+    own (``Store.unplaced_articles``) makes the clusters a function of what was fetched,
+    not of when, and lets the earliest report of a story found in a month of backfill
+    open its cluster. While polls are in flight, the writer places only what sorts before
+    every article still to come (``before``, :mod:`monitor.horizon`), which keeps that order.
+    ``held`` are the articles still in memory (by id); any other unplaced article (left
+    by a crash or a stop) is read back.
     """
-    kept: dict[int, Pending] = {}  # this batch's articles (up to HELD of them); the rest are read back
-    batch: list[int] = []
-    clusterer.lone_considered()  # only what this batch's docs were scored against counts below
-    for article_id in store.unplaced_articles():
+    for article_id in store.unplaced_articles(before=iso(before), limit=limit):
+        if not batch.placed:
+            clusterer.lone_considered()  # only what this batch's docs were scored against counts in settle
         pending = held.pop(article_id, None) or article_from_row(store.article_for_placing(article_id))
         stored = place_article(store, clusterer, pending, keywords=keywords)
-        batch.append(article_id)
-        if len(kept) < HELD:
-            kept[article_id] = pending
+        batch.placed.append(article_id)
+        if len(batch.kept) < HELD:
+            batch.kept[article_id] = pending
         yield pending, stored
+
+
+def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *, keywords: Sequence[str],
+           batch: Batch | None = None) -> Iterator[Placed]:
+    """Place every stored article that has no cluster yet (:func:`place_ready`), then read the batch again.
+
+    Each article of the batch that joined others moves if another story scores higher
+    without it (``Clusterer.reconsider``), and each that stands alone in the cluster it
+    opened, in this batch or an earlier one, and that a doc of this batch was scored
+    against, moves if it joins a story now (``Clusterer.rehome``). The batch (what
+    :func:`place_ready` placed since the last settle, if given) is then over.
+    """
+    batch = batch or Batch()
+    yield from place_ready(store, clusterer, held, batch, keywords=keywords)
     held.clear()
-    for article_id in batch:
+    kept = batch.kept
+    for article_id in batch.placed:
         pending = _kept_or_read(store, kept, article_id)
         if (shifted := reconsider_article(store, clusterer, pending, keywords=keywords)) is not None:
             yield pending, shifted
@@ -184,6 +206,7 @@ def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *,
         pending = _kept_or_read(store, kept, article_id)
         if (moved := rehome_article(store, clusterer, pending, keywords=keywords)) is not None:
             yield pending, moved
+    batch.placed, batch.kept = [], {}
 
 
 def _kept_or_read(store: Store, kept: dict[int, Pending], article_id: int) -> Pending:

@@ -366,13 +366,15 @@ class Store:
             {"id": cluster_id, "keywords": json.dumps(merged), "now": now_iso(), "headline": HEADLINE_CHARS},
         )
 
-    def unplaced_articles(self) -> list[int]:
+    def unplaced_articles(self, *, before: str | None = None, limit: int | None = None) -> list[int]:
         """Stored articles with no cluster yet, in the order they are placed: by the date the
         clusterer places them at (published, else fetched), then by URL, so the order does not
-        depend on the order they were fetched in."""
+        depend on the order they were fetched in; only those placed at a date before ``before``
+        (ISO, as stored) if given, at most ``limit`` if given."""
         return [row[0] for row in self.db.execute(
-            "SELECT id FROM articles WHERE cluster_id IS NULL "
-            "ORDER BY COALESCE(published, fetched_at), COALESCE(canonical_url, url, ''), title, id")]
+            "SELECT id FROM articles WHERE cluster_id IS NULL AND (? IS NULL OR COALESCE(published, fetched_at) < ?) "
+            "ORDER BY COALESCE(published, fetched_at), COALESCE(canonical_url, url, ''), title, id LIMIT ?",
+            [before, before, -1 if limit is None else limit])]
 
     def article_for_placing(self, article_id: int) -> dict[str, Any]:
         """What placing an article left unplaced by an earlier run needs (``ingest.article_from_row``)."""
