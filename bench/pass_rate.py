@@ -20,8 +20,10 @@ It prints, from one run:
   new database (fetch, parse, extract, language, dedup, cluster, SQLite),
   pages per second of the whole pass, the extraction pool's start included;
 * their ratio, the writer's idle share (the time the one writer thread
-  waited for the producers, over the pass), and the time it spent placing the
-  batch at the end of the pass, when the extraction processes have no page left.
+  waited for the producers, over the pass), how many articles it placed while
+  pages were still extracted, and the time it spent ending the batch (placing the
+  rest, reading it again) at the end of the pass, when the extraction processes
+  have no page left.
 
 Not a timed test: it prints figures, it asserts nothing.
 """
@@ -229,7 +231,8 @@ def main() -> int:
                                ("full pass, cold (run --once)", cold, cold_wall)):
         print(f"{name}: {count / wall:.1f} pages/s ({wall:.2f} s, {report.feeds.added} "
               f"articles stored, {report.feeds_ok} feeds ok); writer idle {report.writer_idle / wall:.0%}; "
-              f"placing the batch {report.placing:.2f} s ({report.placing / wall:.0%}, one core busy)")
+              f"{report.placed_early} placed while pages were extracted; ending the batch (placing the rest, "
+              f"reading it again) {report.placing:.2f} s ({report.placing / wall:.0%}, one core busy)")
     print(f"ratio: {count / warm_wall / bare:.2f} (processes up), {count / cold_wall / bare:.2f} (cold)")
     per_page = warm_cpu / count
     print(f"CPU: the pass costs {per_page * 1000:.1f} CPU-ms/page (this process and the extraction processes; "

@@ -372,6 +372,7 @@ class Engine:
         placed = self._count(place_ready(self.runtime.store, self.runtime.clusterer, self._held, self._batch,
                                          keywords=self.settings.keywords, before=cutoff, limit=self.PLACE_AT_ONCE))
         self._may_place = placed == self.PLACE_AT_ONCE
+        self._writing.report.placed_early += placed
         return placed
 
     def settle(self) -> int:

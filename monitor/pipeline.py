@@ -115,8 +115,9 @@ class PassReport:
     feeds_failed: int = 0
     duration: float = 0.0
     writer_idle: float = 0.0  # seconds the writer waited for the producers
-    placing: float = 0.0  # seconds the writer spent placing batches (``settle``), the producers mostly done
+    placing: float = 0.0  # seconds the writer spent ending batches (``settle``), the producers mostly done
     placed: int = 0  # articles placed in a cluster (stored in this pass or left unplaced by an earlier one)
+    placed_early: int = 0  # of those, placed while polls were in flight (``place_ready``)
     alerts: AlertReport = field(default_factory=AlertReport)
     started: float = field(default_factory=time.time)  # wall clock, for the ``runs`` row
 

@@ -104,7 +104,7 @@ def test_older_reports_are_placed_while_the_newest_page_is_still_fetched(tmp_pat
             engine.drain()
             report = engine.end_pass("pass")
     placed = _placed(settings.database)
-    assert report.placed == 4 and len(set(placed.values())) == 1
+    assert report.placed == 4 and report.placed_early >= 3 and len(set(placed.values())) == 1
     [oldest] = query(settings.database, "SELECT id FROM articles WHERE url LIKE '%/r3'")
     assert placed["r0"] == oldest["id"]  # the oldest report opened the story
 

@@ -300,7 +300,7 @@ def test_a_pass_places_its_articles_in_publication_order_whatever_order_they_arr
     oldest = min(rows, key=lambda r: r["published"])
     assert oldest["id"] == 4 and report.placed == 4
     assert {r["cluster_id"] for r in rows} == {oldest["id"]}
-    assert 0 < report.placing < report.duration  # the time the writer spent placing, for bench/pass_rate.py
+    assert 0 < report.placing < report.duration  # the time the writer spent ending the batch, for bench/pass_rate.py
 
 
 def test_a_writer_that_falls_behind_holds_the_producers_back_and_loses_nothing(tmp_path: Path) -> None:
