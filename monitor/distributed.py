@@ -133,6 +133,9 @@ class RemoteExtractor:
         self._broker = Broker(settings, maintain=True)
         self._wait_ms = max(1000, int(settings.heartbeat_timeout * 1000))  # the backend's waits are whole seconds
 
+    def start(self) -> None:
+        """Nothing to start here: the workers run elsewhere."""
+
     def wait_ready(self) -> None:
         """Until the broker answers (the workers may come later: the jobs wait in the queue for them)."""
         self._retry(self._broker.heartbeat, "the broker")

@@ -32,7 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -148,11 +148,31 @@ class Extractor:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._lock = threading.Lock()
-        self._pool = self._new_pool() if workers > 0 else None
-        self._warming = [self._pool.submit(warm_up) for _ in range(workers)] if self._pool else []
+        self._pool: ProcessPoolExecutor | None = None
+        self._starting: threading.Thread | None = None
+        self._warming: list[Future[None]] = []
+
+    def start(self) -> None:
+        """Start the processes in the background, if not started: they warm up while the first feeds are
+        fetched. Not at construction, so a pass with nothing to poll (``run --once --due`` from cron, most
+        minutes) never starts them: their start costs about 1 CPU-second a process."""
+        with self._lock:
+            if self.workers == 0 or self._starting is not None:
+                return
+            self._pool = pool = self._new_pool()
+            self._starting = threading.Thread(target=self._warm, args=(pool,), name="pool-start", daemon=True)
+        self._starting.start()
+
+    def _warm(self, pool: ProcessPoolExecutor) -> None:
+        # submit() starts the forkserver and forks the workers: it blocks until they are up (the forkserver
+        # loads monitor.tasks first), which is why this runs on a thread of its own.
+        self._warming = [pool.submit(warm_up) for _ in range(self.workers)]
 
     def wait_ready(self) -> None:
-        """Until every worker has started and loaded its models (they warm up while the feeds are fetched)."""
+        """Until every worker has started and loaded its models."""
+        self.start()
+        if self._starting is not None:
+            self._starting.join()
         for future in self._warming:
             future.result()
 
@@ -164,6 +184,7 @@ class Extractor:
 
     def run(self, task: Callable[[Any], Any], job: Any) -> Any:
         """``task(job)`` in a worker process; the calling (fetch) thread waits for it."""
+        self.start()
         pool = self._pool
         if pool is None:
             return task(job)
@@ -177,6 +198,8 @@ class Extractor:
             raise
 
     def close(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -273,6 +296,7 @@ class Engine:
             self._polling[feed.url] = poll_id
             self._writing.polls[poll_id] = Counts()
             self._horizon.expect(poll_id)
+        self._extractor.start()
         poll = Poll(poll_id, feed, state, self._producers, done=lambda i, r: self._emit(Polled(i, r)))
         self._fetchers.submit(poll.run)
         return True

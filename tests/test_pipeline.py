@@ -331,3 +331,40 @@ def test_the_extraction_pool_forks_its_workers_with_what_their_first_pages_would
             "      _language_identifier.cache_info().currsize, 'dateparser' in sys.modules)")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert shown == ["True", "1", "1", "True"]
+
+
+_CHILDREN = """
+import os, sys
+from pathlib import Path
+from monitor.engine import open_runtime, run_pass
+from monitor.settings import load_settings
+
+def children() -> int:
+    mine = str(os.getpid())
+    return sum(1 for stat in Path("/proc").glob("[0-9]*/stat")
+               if stat.read_text().rsplit(")", 1)[-1].split()[1] == mine)
+
+if __name__ == "__main__":
+    with open_runtime(load_settings(Path(sys.argv[1]))) as runtime:
+        report = run_pass(runtime, due_only=True)
+    print(report.feeds_ok, children())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_a_pass_with_no_feed_due_starts_no_extraction_process(tmp_path: Path) -> None:
+    """``run --once --due`` from cron finds nothing due most minutes: it must not pay for a pool
+    (about a CPU-second a process); a pass that polls starts one (its forkserver outlives it as a child)."""
+    with FeedServer() as server:
+        server.feed("/feed.xml", [Entry("a", "A desk report", story("desk", 1), recent(1))], pages=False)
+        config = helper_config(tmp_path, [{"url": server.url("/feed.xml"), "interval": 3600}])
+        script = tmp_path / "children.py"
+        script.write_text(_CHILDREN)
+
+        def run() -> list[str]:
+            return subprocess.run([sys.executable, str(script), str(config)], capture_output=True, text=True,
+                                  check=True, timeout=120).stdout.split()
+
+        polled, idle = run(), run()  # the first pass polls the feed; the second finds it not due
+    assert polled[0] == "1" and int(polled[1]) >= 1
+    assert idle == ["0", "0"]
