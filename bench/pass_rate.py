@@ -172,9 +172,9 @@ def task_rate(folder: Path) -> float:
 
 def full_pass(bases: list[str], workdir: Path, *, warm: bool, server: int) -> tuple[PassReport, float, float]:
     """``run --once`` on a new database: its report, wall-clock seconds and CPU seconds (this process, the
-    extraction processes and their forkserver, which the first cold pass starts). ``warm``: timed from the
-    moment the extraction processes are up, as in a daemon
-    (the report's own duration counts from the engine's start, their start included, as the cold pass does)."""
+    extraction processes and their forkserver, which the first cold pass starts). Cold: timed from opening
+    the database, the processes' start included, as ``run --once`` pays it; ``warm``: from the moment the
+    extraction processes are up, as in a daemon."""
     from monitor.engine import Engine, open_runtime
     from monitor.logs import configure_logging
     from monitor.settings import settings_from_mapping
@@ -186,15 +186,13 @@ def full_pass(bases: list[str], workdir: Path, *, warm: bool, server: int) -> tu
         "feeds": [{"url": f"{base}/feed.xml"} for base in bases],
         "fetch": {"per_host_delay": 0, "allow_networks": ["127.0.0.0/8"]},
     }, path=workdir / "bench.yaml")
-    cpu = time.process_time() + descendants_cpu(server)  # cold: the pool's start counts
+    cpu, started = time.process_time() + descendants_cpu(server), time.perf_counter()  # cold: the pool's start counts
     with open_runtime(settings) as runtime, Engine(runtime) as engine:
         if warm:
             engine.wait_ready()
-            cpu = time.process_time() + descendants_cpu(server)
-        started = time.perf_counter()
+            cpu, started = time.process_time() + descendants_cpu(server), time.perf_counter()
         report = engine.run_pass()
-        wall = time.perf_counter() - started if warm else report.duration
-        return report, wall, time.process_time() + descendants_cpu(server) - cpu
+        return report, time.perf_counter() - started, time.process_time() + descendants_cpu(server) - cpu
 
 
 def main() -> int:
