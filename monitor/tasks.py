@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from monitor.charset import decode_html
 from monitor.cluster.features import read_text
+from monitor.cluster_params import ClusterParams
 from monitor.extract import article_from_entry, article_from_html, detect_language
 from monitor.models import Article, FeedEntry, ParsedFeed, ParseFailed, Skipped
 from monitor.parse import parse_feed
@@ -34,6 +35,9 @@ class ReadFor:
 
     max_words: int
     shingle_size: int
+    # The near-duplicate signature is made here too, under the permutations of this many (the writer takes
+    # it only if its own are the same: ``NearDuplicateIndex.presigned``); None: the writer makes it.
+    num_perm: int | None = ClusterParams.model_fields["num_perm"].default
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,9 @@ def extract_page(job: PageJob) -> PageResult:
     if decoded.note and isinstance(extracted, Article):  # kept with the article: how its text was read
         extracted = replace(extracted, extraction=f"{extracted.extraction} ({decoded.note})")
     if job.read_for is not None and isinstance(extracted, Article):  # here, not on the one writer
-        extracted = replace(extracted, reading=read_text(extracted.text, job.read_for.max_words,
-                                                         job.read_for.shingle_size))
+        read_for = job.read_for
+        extracted = replace(extracted, reading=read_text(extracted.text, read_for.max_words, read_for.shingle_size,
+                                                         read_for.num_perm))
     return PageResult(job.url, extracted, decoded.note)
 
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from monitor.cluster import Clusterer, ClusterParams, Doc
-from monitor.dedup import NearDuplicateIndex, canonical_url, content_hash, shingle_hashes
+from monitor.dedup import (
+    MinHashes,
+    NearDuplicateIndex,
+    _checked,
+    _identity,
+    canonical_url,
+    content_hash,
+    shingle_hashes,
+)
 
 
 @pytest.mark.parametrize(
@@ -134,3 +144,44 @@ def test_the_index_bands_its_signatures_as_datasketch_would_for_its_threshold() 
         ours = NearDuplicateIndex(threshold=threshold, num_perm=num_perm)._lsh
         theirs = MinHashLSH(threshold=threshold, num_perm=num_perm)
         assert (ours.b, ours.r) == (theirs.b, theirs.r)
+
+
+def _schemes() -> tuple[str | None, ...]:
+    from datasketch import MinHash
+
+    return ("affine32", "affine64", "legacy") if "scheme" in inspect.signature(MinHash).parameters else (None,)
+
+
+@pytest.mark.parametrize("scheme", _schemes())
+def test_signature_values_computed_without_datasketch_are_datasketchs(scheme: str | None) -> None:
+    from datasketch import MinHash
+
+    template = MinHash(num_perm=128, seed=1, hashfunc=_identity, **({"scheme": scheme} if scheme else {}))
+    mine = _checked(template)
+    assert mine is not None
+    rng = np.random.RandomState(7)
+    for size in (1, 2, 37, 900):
+        hashes = np.unique(rng.randint(0, 1 << 32, size, dtype=np.uint64))
+        theirs = template.copy()
+        theirs.update_batch(hashes)
+        ours = mine.values(hashes)
+        assert ours.dtype == theirs.hashvalues.dtype
+        assert np.array_equal(ours, theirs.hashvalues)
+
+
+def test_an_extraction_process_signs_under_the_writers_permutations() -> None:
+    text = " ".join(WIRE)
+    for num_perm in (128, 64):
+        index = NearDuplicateIndex(num_perm=num_perm)
+        pool = MinHashes.of(num_perm)  # what a process without datasketch makes
+        assert index.minhashes is not None and pool.made_by == index.minhashes.made_by
+        values = pool.values(shingle_hashes(text)).tobytes()
+        signed = index.presigned(values, pool.made_by)
+        assert signed is not None
+        assert np.array_equal(signed.hashvalues, index.signature(text).hashvalues)
+        assert index.query(signed) == []  # a usable signature: index it and find it
+        index.insert(1, signed)
+        assert index.query(index.signature(text))[0] == (1, 1.0)
+    # Values under other permutations are refused: the writer then signs the text itself.
+    assert NearDuplicateIndex(num_perm=64).presigned(MinHashes.of(128).values(shingle_hashes(text)).tobytes(),
+                                                     MinHashes.of(128).made_by) is None

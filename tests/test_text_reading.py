@@ -60,7 +60,7 @@ def reference(doc: Doc, written_lower: dict[str, int], written_cap: dict[str, in
 
 def features(doc: Doc, written_lower: dict[str, int], written_cap: dict[str, int],
              index: NearDuplicateIndex) -> tuple:
-    f = extract(doc, PARAMS, written_lower, written_cap, index.signature)
+    f = extract(doc, PARAMS, written_lower, written_cap, index)
     return (list(f.body.items()), list(f.title.items()), list(f.ents.items()), list(f.nums.items()), f.years,
             f.lower, f.cap, f.words, None if f.sig is None else list(f.sig.hashvalues))
 
@@ -75,9 +75,13 @@ def test_a_text_read_apart_from_its_title_gives_the_features_of_both_read_togeth
     by_writer = features(Doc(1, title, text, when, "a.example"), written_lower, written_cap, index)
     reading = pickle.loads(pickle.dumps(read_text(text, PARAMS.max_words, PARAMS.shingle_size)))
     by_worker = features(Doc(1, title, text, when, "a.example", reading), written_lower, written_cap, index)
+    signed = pickle.loads(pickle.dumps(read_text(text, PARAMS.max_words, PARAMS.shingle_size, PARAMS.num_perm)))
+    signed_by_worker = features(Doc(1, title, text, when, "a.example", signed), written_lower, written_cap, index)
 
     assert by_writer == expected
     assert by_worker == expected
+    assert signed_by_worker == expected
+    assert (signed.minhash is not None) == (signed.words >= 20)  # where the writer signs the text alone
 
 
 def test_a_reading_of_another_text_or_other_parameters_is_not_used() -> None:
@@ -89,8 +93,12 @@ def test_a_reading_of_another_text_or_other_parameters_is_not_used() -> None:
     other_text = read_text(CASES[6][1], PARAMS.max_words, PARAMS.shingle_size)
     other_params = read_text(text, 12, PARAMS.shingle_size)
 
+    signed_otherwise = read_text(text, PARAMS.max_words, PARAMS.shingle_size, PARAMS.num_perm // 2)
+
     assert features(Doc(1, title, text, when, "a.example", other_text), {}, {}, index) == expected
     assert features(Doc(1, title, text, when, "a.example", other_params), {}, {}, index) == expected
+    assert signed_otherwise.minhash is not None
+    assert features(Doc(1, title, text, when, "a.example", signed_otherwise), {}, {}, index) == expected
 
 
 def test_the_extraction_task_reads_the_text_it_extracted_when_asked() -> None:
@@ -105,4 +113,5 @@ def test_the_extraction_task_reads_the_text_it_extracted_when_asked() -> None:
     assert asked.extracted == not_asked.extracted  # the reading rides along; the article is the same
     assert not_asked.extracted.reading is None
     reading = asked.extracted.reading
-    assert reading == read_text(asked.extracted.text, PARAMS.max_words, PARAMS.shingle_size)
+    assert reading == read_text(asked.extracted.text, PARAMS.max_words, PARAMS.shingle_size, PARAMS.num_perm)
+    assert reading.minhash is not None

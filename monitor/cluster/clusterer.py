@@ -296,7 +296,7 @@ class Clusterer:
 
     def _read(self, doc: Doc) -> Prepared:
         df = self.vocabulary.df
-        f = extract(doc, self.params, df["lower"], df["cap"], self.duplicates.signature)
+        f = extract(doc, self.params, df["lower"], df["cap"], self.duplicates)
         idf = self.vocabulary.idf_for(f)
         return Prepared(doc, self._version, f, idf, self.window.ts(f), salient(f, idf, self.params.salient_terms))
 

@@ -22,14 +22,16 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from itertools import repeat
+from operator import mul, truediv
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from monitor.cluster.decisions import Doc
 from monitor.cluster.stopwords import ENGLISH_STOP_WORDS
 from monitor.cluster_params import ClusterParams
-from monitor.dedup import shingle_hashes
+from monitor.dedup import MinHashes, shingle_hashes
 
 if TYPE_CHECKING:
     from datasketch import MinHash
@@ -201,11 +203,25 @@ def _sublinear(tokens: list[str]) -> dict[str, float]:
     return _weights(Counter(tokens))
 
 
+class _OnePlusLog(dict[int, float]):
+    """``1 + log(count)``, computed once per count."""
+
+    def __missing__(self, count: int) -> float:
+        self[count] = value = 1.0 + math.log(count)
+        return value
+
+
+_ONE_PLUS_LOG = _OnePlusLog()
+
+
 def _weights(counts: Mapping[str, int]) -> dict[str, float]:
-    """``_sublinear`` of tokens already counted (in order of first use)."""
-    vec = {t: 1.0 + math.log(c) for t, c in counts.items()}
-    norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
-    return {t: v / norm for t, v in vec.items()}
+    """``_sublinear`` of tokens already counted (in order of first use).
+
+    The arithmetic of a loop over the terms, in the same order (the same floats), done in C
+    (``map``), with one ``log`` per distinct count: 57 -> 41 us for a real page's body."""
+    values = list(map(_ONE_PLUS_LOG.__getitem__, counts.values()))
+    norm = math.sqrt(sum(map(mul, values, values))) or 1.0
+    return dict(zip(counts, map(truediv, values, repeat(norm)), strict=True))
 
 
 SIGNALS = ("body", "title", "ents", "nums")
@@ -254,6 +270,8 @@ class TextReading:
     cap: frozenset[str]
     lead: str  # the text's leading non-letters and digits: the title's last word may take them as a day
     shingles: bytes | None  # the near-duplicate shingle hashes (32-bit), for a text of 20 words or more
+    minhash: bytes | None = None  # their MinHash signature values, if asked (``dedup.MinHashes``)
+    minhash_by: str | None = None  # ``MinHashes.made_by`` of the permutations that made them
 
     def shingle_hashes(self) -> np.ndarray:
         return np.frombuffer(self.shingles or b"", dtype=np.uint32).astype(np.uint64)
@@ -263,20 +281,27 @@ def _text_check(text: str, max_words: int, shingle_size: int) -> tuple[int, int,
     return len(text), zlib.crc32(text.encode("utf-8", "surrogatepass")), max_words, shingle_size
 
 
-def read_text(text: str, max_words: int, shingle_size: int) -> TextReading:
+def read_text(text: str, max_words: int, shingle_size: int, num_perm: int | None = None) -> TextReading:
     """The title-independent part of ``extract`` for a doc's text (``max_words``, ``shingle_size``:
-    the clusterer's parameters of those names)."""
+    the clusterer's parameters of those names); with ``num_perm``, the near-duplicate signature too,
+    under the permutations datasketch makes by default (``dedup.MinHashes.of``)."""
     read = head(text, max_words)
     n_words = len(read.split())
     folded = fold_accents(read)  # names and case usage are read without accents
     lower, cap = case_usage(folded)
     numbers, dates = _number_parts(read)
+    shingles = shingle_hashes(read, shingle_size) if n_words >= 20 else None
+    minhash = minhash_by = None
+    if num_perm and shingles is not None and len(shingles) >= 2:  # as ``NearDuplicateIndex.signature`` signs
+        permutations = MinHashes.of(num_perm)
+        minhash, minhash_by = permutations.values(shingles).tobytes(), permutations.made_by
     return TextReading(
         check=_text_check(text, max_words, shingle_size), words=n_words, body=Counter(_words(read)),
         ents=Counter(_entities(folded)), numbers=Counter(numbers), dates=Counter(dates),
         years=frozenset(_YEAR.findall(read)), lower=lower, cap=cap,
         lead=_CAP_WORD_LEAD.match(read).group(0),  # type: ignore[union-attr]  # matches any string
-        shingles=shingle_hashes(read, shingle_size).astype(np.uint32).tobytes() if n_words >= 20 else None,
+        shingles=shingles.astype(np.uint32).tobytes() if shingles is not None else None,
+        minhash=minhash, minhash_by=minhash_by,
     )
 
 
@@ -287,24 +312,45 @@ def _number_parts(text: str) -> tuple[list[str], list[str]]:
     return numbers[:count], numbers[count:]
 
 
-def _counted(*parts: Mapping[str, int] | list[str]) -> Counter[str]:
-    """Counts of the parts' tokens one after another, in order of first use."""
-    counts: Counter[str] = Counter()
+def _counted(*parts: Mapping[str, int] | list[str]) -> dict[str, int]:
+    """Counts of the parts' tokens one after another, in order of first use.
+
+    ``Counter.update`` adds a mapping to a non-empty counter a term at a time in Python; here
+    ``dict.update`` (which keeps each term where it was first put) and a fix of the few terms
+    both sides have: the same counts in the same order (title and body of a real page: 42 -> 15 us)."""
+    counts: dict[str, int] = {}
     for part in parts:
-        counts.update(part)
+        add = Counter(part) if isinstance(part, list) else part  # (an ABC's isinstance costs more than this)
+        if not counts:
+            counts = dict(add)
+            continue
+        both = [(t, counts[t]) for t in counts.keys() & add.keys()]
+        counts.update(add)
+        for t, n in both:
+            counts[t] += n
     return counts
+
+
+class Signer(Protocol):
+    """The near-duplicate index's signatures (``dedup.NearDuplicateIndex``)."""
+
+    def signature(self, text: str | np.ndarray) -> MinHash | None:
+        """MinHash of a text, or of its shingle hashes."""
+
+    def presigned(self, values: bytes, made_by: str) -> MinHash | None:
+        """The signature of values computed elsewhere, if under the same permutations."""
 
 
 def extract(
     doc: Doc, params: ClusterParams, written_lower: Mapping[str, int], written_cap: Mapping[str, int],
-    signature: Callable[[str | np.ndarray], MinHash | None],
+    signer: Signer,
 ) -> Features:
     """Features of ``doc``: title and the first ``max_words`` words of its text.
 
     ``written_lower`` and ``written_cap`` count the docs in the window that write a word in
-    lowercase and capitalised mid-sentence (see ``_names_only``); ``signature`` is the
-    near-duplicate index's MinHash of a text (or of its shingle hashes). The text is read
-    as ``doc.reading`` says when that was made from this text, else here.
+    lowercase and capitalised mid-sentence (see ``_names_only``); ``signer`` makes the
+    near-duplicate signature, unless ``doc.reading`` carries it. The text is read as
+    ``doc.reading`` says when that was made from this text, else here.
 
     What is read of title and text together is the title's reading followed by the
     text's: the text follows the title after a line break, which no word, name or
@@ -317,7 +363,7 @@ def extract(
     # A Title Case headline says nothing about names: entities come from the text alone
     # (none at all for a Title Case headline without text).
     if _title_is_caps(title):
-        ent_counts, lower, cap = Counter(reading.ents), reading.lower, reading.cap
+        ent_counts, lower, cap = reading.ents, reading.lower, reading.cap
     else:
         folded = fold_accents(title)
         title_lower, title_cap = case_usage(folded)
@@ -326,19 +372,17 @@ def extract(
     lower, cap = frozenset(map(sys.intern, lower)), frozenset(map(sys.intern, cap))
     n_words = reading.words
     long = n_words >= params.long_text_words
-    if long:  # ``_names_only`` reads each name on its own: applied to each name counted, in order of first use
-        named: Counter[str] = Counter()
-        for ent, n in ent_counts.items():
-            for kept in _names_only([ent], lower, cap, params.entity_lowercase_ratio, written_lower, written_cap):
-                named[kept] += n
-        ent_counts = named
+    if long:
+        ent_counts = _named_counts(ent_counts, lower, cap, params.entity_lowercase_ratio, written_lower, written_cap)
     title_numbers, title_dates = _number_parts(title)
     if raw:
         title_dates = _number_parts(f"{title}\n{reading.lead}")[1]
     if n_words >= 20:
-        sig = signature(reading.shingle_hashes())
+        sig = signer.presigned(reading.minhash, reading.minhash_by or "") if reading.minhash else None
+        if sig is None:
+            sig = signer.signature(reading.shingle_hashes())
     else:
-        sig = signature(f"{title}\n{head(raw, params.max_words)}" if raw else title)
+        sig = signer.signature(f"{title}\n{head(raw, params.max_words)}" if raw else title)
     return Features(
         ts=doc.published.timestamp() if doc.published is not None else None,
         body=_weights(_counted(title_words, reading.body)),
@@ -378,21 +422,46 @@ def _names_only(
     words as well ('Westpac Rescue Helicopter' -> 'westpac') did not help (0.9400, 0.9398)."""
     if ratio <= 0:
         return ents
+    is_name = _name_test(lower, cap, ratio, written_lower, written_cap)
+    return [kept for e in ents if (kept := _name_in(e, is_name)) is not None]
+
+
+def _named_counts(
+    counts: Mapping[str, int], lower: frozenset[str], cap: frozenset[str], ratio: float,
+    written_lower: Mapping[str, int], written_cap: Mapping[str, int],
+) -> dict[str, int]:
+    """``_names_only`` of counted entities: the counts of the names kept, in order of first use.
+
+    One pass, the test made once per doc instead of once per entity: 0.11 -> 0.06 ms for a real page."""
+    if ratio <= 0:
+        return dict(counts)
+    is_name = _name_test(lower, cap, ratio, written_lower, written_cap)
+    named: dict[str, int] = {}
+    for e, n in counts.items():
+        kept = _name_in(e, is_name)
+        if kept is not None:
+            named[kept] = named.get(kept, 0) + n
+    return named
+
+
+def _name_test(lower: frozenset[str], cap: frozenset[str], ratio: float, written_lower: Mapping[str, int],
+               written_cap: Mapping[str, int]) -> Callable[[str], bool]:
     low_df, cap_df = written_lower.get, written_cap.get
 
     def is_name(word: str) -> bool:
         return low_df(word, 0) + (word in lower) <= ratio * (cap_df(word, 0) + (word in cap) + 1)
 
-    out = []
-    for e in ents:
-        if " " not in e:
-            if is_name(e):
-                out.append(e)
-            continue
-        words = e.split(" ")
-        start = 0
-        while start < len(words) - 1 and not is_name(words[start]):
-            start += 1
-        if start < len(words) - 1:  # one word left is already emitted on its own
-            out.append(" ".join(words[start:]) if start else e)
-    return out
+    return is_name
+
+
+def _name_in(e: str, is_name: Callable[[str], bool]) -> str | None:
+    """What ``_names_only`` keeps of one entity, if anything."""
+    if " " not in e:
+        return e if is_name(e) else None
+    words = e.split(" ")
+    start = 0
+    while start < len(words) - 1 and not is_name(words[start]):
+        start += 1
+    if start < len(words) - 1:  # one word left is already emitted on its own
+        return " ".join(words[start:]) if start else e
+    return None
