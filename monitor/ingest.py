@@ -123,7 +123,9 @@ def store_article(store: Store, article: Article) -> Pending | AlreadyStored:
     url = article.canonical_url or article.url
     canonical = canonical_url(url) if url else None
     # Empty texts all hash alike; they must not count as copies of each other.
-    digest = content_hash(article.text) if article.text.strip() else None
+    # Made with the text's reading in the extraction processes, where there is one (0.25 ms of the writer's).
+    digest = ((article.reading and article.reading.digest_of(article.text)) or content_hash(article.text)
+              if article.text.strip() else None)
     with store.transaction():
         existing = store.find_duplicate(canonical_url=canonical, guid=article.guid, content_hash=digest,
                                         feed_id=article.feed_id, source=article.source)

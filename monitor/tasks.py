@@ -63,8 +63,8 @@ class PageResult:
 
 def extract_page(job: PageJob) -> PageResult:
     """Decode (the page's own charset first, :func:`~monitor.charset.decode_html`) and extract with trafilatura;
-    with ``read_for``, read the text for the clusterer too (about 6% of the task, a third of the writer's work
-    per article)."""
+    with ``read_for``, read the text for the writer too (about 6% of the task): what the clusterer reads of it,
+    its near-duplicate signature and its exact-duplicate key (``TextReading``)."""
     decoded = decode_html(job.content, job.encoding)
     extracted = article_from_html(decoded.content, url=job.final_url, fetched_at=job.fetched_at)
     if decoded.note and isinstance(extracted, Article):  # kept with the article: how its text was read
@@ -72,7 +72,7 @@ def extract_page(job: PageJob) -> PageResult:
     if job.read_for is not None and isinstance(extracted, Article):  # here, not on the one writer
         read_for = job.read_for
         extracted = replace(extracted, reading=read_text(extracted.text, read_for.max_words, read_for.shingle_size,
-                                                         read_for.num_perm))
+                                                         read_for.num_perm, digest=True))
     return PageResult(job.url, extracted, decoded.note)
 
 

@@ -22,7 +22,7 @@ from monitor.cluster.features import (
     head,
     read_text,
 )
-from monitor.dedup import NearDuplicateIndex
+from monitor.dedup import NearDuplicateIndex, content_hash
 from monitor.tasks import PageJob, ReadFor, extract_page
 
 PARAMS = ClusterParams()
@@ -113,5 +113,9 @@ def test_the_extraction_task_reads_the_text_it_extracted_when_asked() -> None:
     assert asked.extracted == not_asked.extracted  # the reading rides along; the article is the same
     assert not_asked.extracted.reading is None
     reading = asked.extracted.reading
-    assert reading == read_text(asked.extracted.text, PARAMS.max_words, PARAMS.shingle_size, PARAMS.num_perm)
+    assert reading == read_text(asked.extracted.text, PARAMS.max_words, PARAMS.shingle_size, PARAMS.num_perm,
+                                digest=True)
     assert reading.minhash is not None
+    # The writer's exact-duplicate key of that text, and of no other.
+    assert reading.digest_of(asked.extracted.text) == content_hash(asked.extracted.text)
+    assert reading.digest_of(asked.extracted.text + " Updated.") is None

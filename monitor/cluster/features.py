@@ -31,7 +31,7 @@ import numpy as np
 from monitor.cluster.decisions import Doc
 from monitor.cluster.stopwords import ENGLISH_STOP_WORDS
 from monitor.cluster_params import ClusterParams
-from monitor.dedup import MinHashes, shingle_hashes
+from monitor.dedup import MinHashes, content_hash, shingle_hashes
 
 if TYPE_CHECKING:
     from datasketch import MinHash
@@ -272,19 +272,28 @@ class TextReading:
     shingles: bytes | None  # the near-duplicate shingle hashes (32-bit), for a text of 20 words or more
     minhash: bytes | None = None  # their MinHash signature values, if asked (``dedup.MinHashes``)
     minhash_by: str | None = None  # ``MinHashes.made_by`` of the permutations that made them
+    digest: str | None = None  # ``dedup.content_hash`` of the whole text, if asked
 
     def shingle_hashes(self) -> np.ndarray:
         return np.frombuffer(self.shingles or b"", dtype=np.uint32).astype(np.uint64)
+
+    def digest_of(self, text: str) -> str | None:
+        """``dedup.content_hash(text)`` if this reading was made from ``text`` with it, else None."""
+        if self.digest is None or self.check[:2] != _text_check(text, 0, 0)[:2]:
+            return None
+        return self.digest
 
 
 def _text_check(text: str, max_words: int, shingle_size: int) -> tuple[int, int, int, int]:
     return len(text), zlib.crc32(text.encode("utf-8", "surrogatepass")), max_words, shingle_size
 
 
-def read_text(text: str, max_words: int, shingle_size: int, num_perm: int | None = None) -> TextReading:
+def read_text(text: str, max_words: int, shingle_size: int, num_perm: int | None = None, *,
+              digest: bool = False) -> TextReading:
     """The title-independent part of ``extract`` for a doc's text (``max_words``, ``shingle_size``:
     the clusterer's parameters of those names); with ``num_perm``, the near-duplicate signature too,
-    under the permutations datasketch makes by default (``dedup.MinHashes.of``)."""
+    under the permutations datasketch makes by default (``dedup.MinHashes.of``); with ``digest``,
+    the text's exact-duplicate key (``dedup.content_hash``), which the writer needs to store it."""
     read = head(text, max_words)
     n_words = len(read.split())
     folded = fold_accents(read)  # names and case usage are read without accents
@@ -301,7 +310,7 @@ def read_text(text: str, max_words: int, shingle_size: int, num_perm: int | None
         years=frozenset(_YEAR.findall(read)), lower=lower, cap=cap,
         lead=_CAP_WORD_LEAD.match(read).group(0),  # type: ignore[union-attr]  # matches any string
         shingles=shingles.astype(np.uint32).tobytes() if shingles is not None else None,
-        minhash=minhash, minhash_by=minhash_by,
+        minhash=minhash, minhash_by=minhash_by, digest=content_hash(text) if digest else None,
     )
 
 
