@@ -190,24 +190,32 @@ def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *, keyw
     """Place every stored article that has no cluster yet (:func:`place_ready`), then read the batch again.
 
     Each article of the batch that joined others moves if another story scores higher
-    without it (``Clusterer.reconsider``), and each that stands alone in the cluster it
-    opened, in this batch or an earlier one, and that a doc of this batch was scored
-    against, moves if it joins a story now (``Clusterer.rehome``). The batch (what
-    :func:`place_ready` placed since the last settle, if given) is then over.
+    without it (``Clusterer.reconsider``), so do the few articles of earlier batches in the
+    stories this one touched whose kept vectors say they may belong elsewhere now
+    (``Clusterer.unsettled``), and each that stands alone in the cluster it opened, in this
+    batch or an earlier one, and that a doc of this batch was scored against, moves if it
+    joins a story now (``Clusterer.rehome``). The batch (what :func:`place_ready` placed
+    since the last settle, if given) is then over.
     """
     batch = batch or Batch()
     yield from place_ready(store, clusterer, held, batch, keywords=keywords)
     held.clear()
     kept = batch.kept
-    for article_id in batch.placed:
-        pending = _kept_or_read(store, kept, article_id)
-        if (shifted := reconsider_article(store, clusterer, pending, keywords=keywords)) is not None:
-            yield pending, shifted
+    yield from _reconsidered(store, clusterer, kept, batch.placed, keywords)
+    yield from _reconsidered(store, clusterer, kept, clusterer.unsettled(set(batch.placed)), keywords)
     for article_id in clusterer.lone_considered():
         pending = _kept_or_read(store, kept, article_id)
         if (moved := rehome_article(store, clusterer, pending, keywords=keywords)) is not None:
             yield pending, moved
     batch.placed, batch.kept = [], {}
+
+
+def _reconsidered(store: Store, clusterer: Clusterer, kept: dict[int, Pending], article_ids: Sequence[int],
+                  keywords: Sequence[str]) -> Iterator[tuple[Pending, Shifted]]:
+    for article_id in article_ids:
+        pending = _kept_or_read(store, kept, article_id)
+        if (shifted := reconsider_article(store, clusterer, pending, keywords=keywords)) is not None:
+            yield pending, shifted
 
 
 def _kept_or_read(store: Store, kept: dict[int, Pending], article_id: int) -> Pending:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from array import array
 from collections import ChainMap
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,6 +141,11 @@ class Clusterer:
         lone = [(self.window.docs[d].ts, d) for cid in self._considered if (d := self.window.alone_in(cid)) is not None]
         self._considered = set()
         return [doc_id for _, doc_id in sorted(lone)]
+
+    def unsettled(self, batch: Collection[int]) -> list[int]:
+        """Docs of earlier batches worth reading again (``reconsider``) now that ``batch`` is placed: in a
+        story its docs were scored against, dated near it (``Reviser.unsettled``). Call before ``lone_considered``."""
+        return self.reviser.unsettled(self._considered, batch)
 
     def rehome(self, doc: Doc) -> Assignment | None:
         """Read again a doc that opened a cluster and still stands alone there: the join it makes
