@@ -293,10 +293,15 @@ class Reviser:
         return [d for _, d in sorted(out)]
 
     def _may_move(self, state: DocState, own: ClusterState, stories: list[ClusterState]) -> bool:
-        """Whether a kept doc scores another of ``stories`` near the join bar and near ``own`` without it."""
+        """Whether a kept doc scores another of ``stories`` near the join bar and near ``own`` without it.
+        Only stories indexed under one of the doc's keys count: no other is a candidate of a fresh read."""
+        postings = [p for k in state.keys if (p := self.window.postings.get(k))]
+        rivals = [c for c in stories if c is not own and any(c.id in p for p in postings)]
+        if not rivals:
+            return False
         vectors, idf = kept_vectors(state, self.vocabulary)
         q = query(vectors, idf, self.params.query_terms)
-        best = max((self.scorer.score(q, state.years, state.ts, c) for c in stories if c is not own), default=0.0)
+        best = max(self.scorer.score(q, state.years, state.ts, c) for c in rivals)
         if best < min(self.params.threshold, self.params.learned_min_score) - UNSETTLED_SLACK:
             return False
         rest = leave_out(own, vectors, idf, state.years)
