@@ -261,18 +261,21 @@ class Reviser:
         read again only within its own batch never sees the reports that came the days after it.
         Measured on the ECB+ dev plans of ``bench/stream_eval.py`` as text through the store (no pages),
         a settle a day, 6 date seeds: B-cubed F1 0.9572 -> 0.9636; each fifth of the topics streamed alone,
-        0.9417 -> 0.9492, 0.9379 -> 0.9412, 0.9660 -> 0.9640, 0.9281 -> 0.9472, 0.8861 -> 0.8840 (mean
-        +0.005); a settle every 3 reports, 3 seeds, 0.9570 -> 0.9589. A one-batch first poll has no
-        earlier reports, so nothing changes there. The kept vectors pick about 1 in 200 of the reports
-        checked for a fresh read; checking costs about a third of a millisecond each.
+        0.9417 -> 0.9492, 0.9379 -> 0.9408, 0.9660 -> 0.9640, 0.9281 -> 0.9472, 0.8861 -> 0.8840 (mean
+        0.932 -> 0.937); a settle every 3 reports 0.9562 -> 0.9585. The real stream in date order (30 daily
+        passes), date seeds 0 and 1: 0.949 -> 0.952, 0.963 -> 0.974. A one-batch first poll has no earlier
+        reports, so nothing changes there (ECB+ ``--batch``, the stream newest first or shuffled). The
+        kept vectors send about 1 in 200 of the reports checked to a fresh read, and checking costs about
+        0.3 ms a report: a settle a day 5.5 -> 6.7 ms of CPU per article; more with small settles, where
+        the cap binds (up to 8 checks, ~2.5 ms, per article).
 
-        Measured and not kept: a fresh read of every report in memory at each settle (in-order 0.9647,
-        but ~15 reads a report); of those within 2 or 3 days of the batch (0.9585, 0.9610); no cap per
-        batch doc (0.9636 a day, 0.9622 every 3 reports, but 26 checks a report there); a cap of 4
-        (0.9616 / 0.9584); checking a report only against stories the batch grew (0.9612); and
-        repeating the batch's reading again until nothing moves, at most 3 rounds (ECB+ dev one batch,
-        8 shuffled orders 0.9475 -> 0.9469, 16 others 0.9441 -> 0.9435: the second round's few moves
-        are as often wrong as right)."""
+        Measured and not kept (a settle a day, 6 seeds, unless said): a fresh read of every report in
+        memory at each settle (0.9647, but ~15 reads a report); of those within 2 days of the batch
+        (0.9585); of those in the stories it touched within 3 days (0.9605); no cap (the same 0.9636; every
+        3 reports, seeds 0-2, 0.9622 against 0.9589 capped, at 26 checks a report); a cap of 4 (0.9616);
+        checking a report only against stories the batch grew (0.9612); and repeating the batch's reading
+        again until nothing moves, at most 3 rounds (ECB+ dev one batch, 8 shuffled orders 0.9475 ->
+        0.9469, 16 others 0.9441 -> 0.9435: rounds 2 and 3 moved 0-3 reports an order, for a loss)."""
         w = self.window
         dated = [w.docs[d].ts for d in batch if d in w.docs]
         if not dated:
