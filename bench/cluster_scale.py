@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         if not is_copy and doc.id <= args.n // 10:
             early.append(doc)
         if args.read_beside:
-            doc = replace(doc, reading=read_text(doc.text, params.max_words, params.shingle_size))
+            doc = replace(doc, reading=read_text(doc.text, params.max_words, params.shingle_size, params.num_perm,
+                                                 digest=True))
         t0, c0 = time.perf_counter(), time.process_time()
         a, clusterer = place(doc)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
