@@ -50,6 +50,7 @@ from monitor.horizon import NOTHING, Horizon
 from monitor.ingest import Pending, Rehomed, Shifted, Stored, build_clusterer
 from monitor.pipeline import (
     HELD,
+    PLACED_TOGETHER,
     Batch,
     Counts,
     FeedResult,
@@ -254,7 +255,8 @@ class Engine:
             robots=make_robots(fetch, runtime.client, limiter), known=StoreReader(runtime.store.path),
             fetchers=self._fetchers, run_task=self._extractor.run, emit=self._emit,
             should_stop=self.stopping, read_for=ReadFor(self.settings.cluster.max_words,
-                                                        self.settings.cluster.shingle_size))
+                                                        self.settings.cluster.shingle_size,
+                                                        self.settings.cluster.num_perm))
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._polling: dict[str, int] = {}  # feed URL -> its poll in flight (one at a time per feed)
@@ -384,7 +386,7 @@ class Engine:
         """Seconds the oldest article stored in this process has waited for its cluster."""
         return 0.0 if self._waiting_since is None else time.monotonic() - self._waiting_since
 
-    PLACE_AT_ONCE = 8  # articles placed between two looks at the queue (a few ms each)
+    PLACE_AT_ONCE = PLACED_TOGETHER  # placed between two looks at the queue (a few ms each), in one transaction
 
     def place_ready(self) -> int:
         """Place, in the batch's order, up to ``PLACE_AT_ONCE`` stored articles that sort before every article

@@ -26,6 +26,7 @@ from monitor.ingest import (
     Stored,
     article_from_row,
     place_article,
+    placing_together,
     reconsider_article,
     rehome_article,
     store_article,
@@ -157,6 +158,7 @@ class Batch:
 
 
 Placed = tuple[Pending, Stored | Rehomed | Shifted]
+PLACED_TOGETHER = 8  # articles placed in one transaction (``ingest.placing_together``)
 
 
 def place_ready(store: Store, clusterer: Clusterer, held: dict[int, Pending], batch: Batch, *,
@@ -174,15 +176,21 @@ def place_ready(store: Store, clusterer: Clusterer, held: dict[int, Pending], ba
     ``held`` are the articles still in memory (by id); any other unplaced article (left
     by a crash or a stop) is read back.
     """
-    for article_id in store.unplaced_articles(before=iso(before), limit=limit):
-        if not batch.placed:
-            clusterer.lone_considered()  # only what this batch's docs were scored against counts in settle
-        pending = held.pop(article_id, None) or article_from_row(store.article_for_placing(article_id))
-        stored = place_article(store, clusterer, pending, keywords=keywords)
-        batch.placed.append(article_id)
-        if len(batch.kept) < HELD:
-            batch.kept[article_id] = pending
-        yield pending, stored
+    ids = store.unplaced_articles(before=iso(before), limit=limit)
+    for start in range(0, len(ids), PLACED_TOGETHER):
+        placed: list[tuple[Pending, Stored]] = []
+        with placing_together(store, clusterer):
+            for article_id in ids[start:start + PLACED_TOGETHER]:
+                if not (batch.placed or placed):
+                    clusterer.lone_considered()  # only what this batch's docs were scored against counts in settle
+                pending = held.get(article_id) or article_from_row(store.article_for_placing(article_id))
+                placed.append((pending, place_article(store, clusterer, pending, keywords=keywords)))
+        for pending, _ in placed:  # committed
+            held.pop(pending.article_id, None)
+            batch.placed.append(pending.article_id)
+            if len(batch.kept) < HELD:
+                batch.kept[pending.article_id] = pending
+        yield from placed
 
 
 def settle(store: Store, clusterer: Clusterer, held: dict[int, Pending], *, keywords: Sequence[str],

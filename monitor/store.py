@@ -172,12 +172,16 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic unit of work; rolled back on any exception (including KeyboardInterrupt).
+        Inside another, it is part of that one.
 
         SQLite's own failures (a full disk, a locked or damaged file) leave as one
         StoreError naming the file, after the rollback, so the CLI can say so in a
         line; constraint violations are our bugs and stay what they are.
         """
         conn = self.db.conn
+        if conn.in_transaction:  # inside another (several placings in one): that one commits or rolls back
+            yield
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             yield

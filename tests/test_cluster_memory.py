@@ -11,7 +11,7 @@ import pytest
 
 from monitor.cluster import Clusterer, ClusterParams, Doc
 from monitor.cluster.memory import day_of
-from monitor.ingest import Stored, build_clusterer, ingest_article
+from monitor.ingest import Stored, build_clusterer, ingest_article, store_article
 from monitor.models import Article
 from monitor.pipeline import apply_retention, settle
 from monitor.settings import ScheduleSettings
@@ -145,6 +145,35 @@ def test_a_transaction_that_fails_after_the_clusterer_learned_leaves_memory_as_t
         store.db.execute("DROP TRIGGER full_disk")
         assert len(list(settle(store, clusterer, {}, keywords=()))) == 1
         _ingest(store, clusterer, docs[4:])
+        assert _decisions(store) == straight
+
+
+def test_articles_placed_in_one_transaction_are_rolled_back_and_forgotten_together(tmp_path: Path) -> None:
+    """A settle places up to 8 articles in one transaction: when the third fails, the two placed
+    before it are rolled back with it, the clusterer forgets all three, and the next settle places
+    them as if nothing had failed."""
+    docs = [doc for _, doc in _stream(SPREAD)][:8]
+    with Store.open(tmp_path / "straight.db") as store:
+        clusterer = build_clusterer(store, SMALL)
+        _ingest(store, clusterer, docs[:5])
+        for doc in docs[5:]:
+            store_article(store, _article(doc))
+        assert len(list(settle(store, clusterer, {}, keywords=()))) >= 3
+        straight = _decisions(store)
+    with Store.open(tmp_path / "failing.db") as store:
+        clusterer = build_clusterer(store, SMALL)
+        _ingest(store, clusterer, docs[:5])
+        for doc in docs[5:]:
+            store_article(store, _article(doc))
+        ids = store.unplaced_articles()  # in the order they are placed
+        store.db.execute(f"CREATE TRIGGER full_disk BEFORE INSERT ON cluster_docs WHEN NEW.article_id = {ids[2]} "
+                         "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+        with pytest.raises(sqlite3.DatabaseError):
+            list(settle(store, clusterer, {}, keywords=()))
+        assert store.unplaced_articles() == ids  # none of the three kept its cluster
+        assert all(clusterer.cluster_of(article_id) is None for article_id in ids)  # nor does memory
+        store.db.execute("DROP TRIGGER full_disk")
+        assert len(list(settle(store, clusterer, {}, keywords=()))) >= 3
         assert _decisions(store) == straight
 
 
