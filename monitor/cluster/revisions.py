@@ -262,12 +262,12 @@ class Reviser:
         Measured on the ECB+ dev plans of ``bench/stream_eval.py`` as text through the store (no pages),
         a settle a day, 6 date seeds: B-cubed F1 0.9572 -> 0.9636; each fifth of the topics streamed alone,
         0.9417 -> 0.9492, 0.9379 -> 0.9408, 0.9660 -> 0.9640, 0.9281 -> 0.9472, 0.8861 -> 0.8840 (mean
-        0.932 -> 0.937); a settle every 3 reports 0.9562 -> 0.9585. The real stream in date order (30 daily
-        passes), date seeds 0 and 1: 0.949 -> 0.952, 0.963 -> 0.974. A one-batch first poll has no earlier
-        reports, so nothing changes there (ECB+ ``--batch``, the stream newest first or shuffled). The
+        0.932 -> 0.937); a settle every 3 reports 0.9562 -> 0.9585. The real stream, date seeds 0-2: in date
+        order (30 daily passes) 0.949, 0.963, 0.957 -> 0.952, 0.974, 0.961; the daemon 0.974, 0.963, 0.953 ->
+        0.972, 0.972, 0.962. One batch has no earlier reports, so nothing changes there (ECB+ ``--batch``). The
         kept vectors send about 1 in 200 of the reports checked to a fresh read, and checking costs about
-        0.3 ms a report: a settle a day 5.5 -> 6.7 ms of CPU per article; more with small settles, where
-        the cap binds (up to 8 checks, ~2.5 ms, per article).
+        0.2-0.3 ms a report: settle CPU per article 5.5 -> 6.7 ms a settle a day (5 checks an article),
+        5.0 -> 6.7 ms a settle every 3 reports (7.7 checks an article, the cap binding).
 
         Measured and not kept (a settle a day, 6 seeds, unless said): a fresh read of every report in
         memory at each settle (0.9647, but ~15 reads a report); of those within 2 days of the batch
