@@ -227,7 +227,7 @@ class Poll:
         try:
             try:
                 with cancel_when(self._p.should_stop):
-                    extracted = self._fetch_page(page.link)
+                    extracted = self._fetch_page(page.link, date=any(e.published is None for e in page.entries))
             except Exception:  # a bug, or an extraction process that died: the feed's own content is used
                 log.exception("page failed unexpectedly; using the feed's own content",
                               extra={"event": "page.crashed", "url": page.link})
@@ -240,8 +240,9 @@ class Poll:
         finally:  # the writer waits for this poll's end: it must come whatever happened
             self._page_finished(started=True)
 
-    def _fetch_page(self, link: str) -> Article | Skipped | _Cancelled | None:
-        """The page's article (or why not); None if there is no page (the feed's own content is used)."""
+    def _fetch_page(self, link: str, *, date: bool) -> Article | Skipped | _Cancelled | None:
+        """The page's article (or why not); None if there is no page (the feed's own content is used).
+        ``date``: read the page's date (an entry's own date wins over it, so dated entries need none)."""
         settings = self._p.settings
         page = fetch_url(self._p.client, link, max_bytes=settings.max_bytes, limiter=self._p.limiter)
         if not isinstance(page, Fetched):
@@ -252,7 +253,7 @@ class Poll:
             return None
         result: PageResult = self._p.run_task(extract_page, PageJob(link, page.final_url, page.content,
                                                                     page.encoding, datetime.now(UTC),
-                                                                    self._p.read_for))
+                                                                    self._p.read_for, date))
         if result.note:
             log.info("page charset overruled: %s", result.note,
                      extra={"event": "page.charset", "url": link, "note": result.note})

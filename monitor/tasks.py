@@ -50,6 +50,7 @@ class PageJob:
     encoding: str | None  # the charset the HTTP headers declared
     fetched_at: datetime
     read_for: ReadFor | None = None  # also read the article's text for the clusterer (``Article.reading``)
+    date: bool = True  # read the page's date (False when every entry linking to it gives its own, which wins)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def extract_page(job: PageJob) -> PageResult:
     with ``read_for``, read the text for the writer too (about 6% of the task): what the clusterer reads of it,
     its near-duplicate signature and its exact-duplicate key (``TextReading``)."""
     decoded = decode_html(job.content, job.encoding)
-    extracted = article_from_html(decoded.content, url=job.final_url, fetched_at=job.fetched_at)
+    extracted = article_from_html(decoded.content, url=job.final_url, fetched_at=job.fetched_at, date=job.date)
     if decoded.note and isinstance(extracted, Article):  # kept with the article: how its text was read
         extracted = replace(extracted, extraction=f"{extracted.extraction} ({decoded.note})")
     if job.read_for is not None and isinstance(extracted, Article):  # here, not on the one writer

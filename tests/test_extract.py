@@ -81,3 +81,14 @@ def test_a_brief_keeps_its_text_without_byline_or_share_buttons(paragraph: str) 
     for chrome in ("Priya Raman", "Tweet", "WhatsApp", "Share", "GMT"):
         assert chrome not in article.text
     assert article.author == "Priya Raman"
+
+
+def test_a_page_whose_entry_gives_a_date_is_read_without_its_own() -> None:
+    """The entry's date wins over the page's, so the extraction processes skip htmldate's search for it."""
+    url = "http://127.0.0.2/news/bridge"
+    fetched = datetime(2026, 3, 6, 9, tzinfo=UTC)
+    full = article_from_html(SHORT_PAGE, url=url, fetched_at=fetched)
+    undated = article_from_html(SHORT_PAGE, url=url, fetched_at=fetched, date=False)
+    assert isinstance(full, Article) and isinstance(undated, Article)
+    assert full.published == datetime(2026, 3, 4, 8, tzinfo=UTC) and undated.published is None
+    assert (undated.text, undated.title, undated.author) == (full.text, full.title, full.author)

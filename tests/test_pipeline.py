@@ -20,7 +20,7 @@ from monitor.ingest import AlreadyStored, Stored, build_clusterer, ingest_articl
 from monitor.models import Article, ParsedFeed
 from monitor.pipeline import PassReport
 from monitor.settings import load_settings
-from monitor.store import Store
+from monitor.store import Store, iso
 from monitor.tasks import FeedJob, parse_feed_job
 from tests.conftest import SHARED_DATA, write_config
 from tests.feedserver import Entry, FeedServer, Request, Response, article_html, recent, rss, story
@@ -301,6 +301,24 @@ def test_a_pass_places_its_articles_in_publication_order_whatever_order_they_arr
     assert oldest["id"] == 4 and report.placed == 4
     assert {r["cluster_id"] for r in rows} == {oldest["id"]}
     assert 0 < report.placing < report.duration  # the time the writer spent ending the batch, for bench/pass_rate.py
+
+
+def test_an_undated_entry_takes_its_pages_date_and_a_dated_one_keeps_its_own(tmp_path: Path) -> None:
+    """Both pages state a publication time; only the undated entry's page is read for it (the other is
+    not asked: the entry's own date wins)."""
+    page_time = datetime(2026, 11, 20, 14, 25, tzinfo=UTC)
+    entries = [Entry("dated", "Dated quay report", story("quay", 1), recent(2)),
+               Entry("undated", "Undated quay report", story("quay", 2), None)]
+    with FeedServer() as server:
+        server.feed("/feed.xml", entries)
+        for entry in entries:
+            html = article_html(entry.title, entry.text).replace(
+                "<head>", f'<head><meta property="article:published_time" content="{page_time.isoformat()}">')
+            server.page(f"/articles/{entry.slug}", html)
+        one_pass(helper_config(tmp_path, [{"url": server.url("/feed.xml")}]))
+    published = {r["url"].rsplit("/", 1)[-1]: r["published"] for r in
+                 query(tmp_path / "monitor.db", "SELECT url, published FROM articles")}
+    assert published == {"dated": iso(entries[0].published), "undated": iso(page_time)}
 
 
 def test_a_writer_that_falls_behind_holds_the_producers_back_and_loses_nothing(tmp_path: Path) -> None:
