@@ -386,18 +386,17 @@ class Engine:
         """Seconds the oldest article stored in this process has waited for its cluster."""
         return 0.0 if self._waiting_since is None else time.monotonic() - self._waiting_since
 
-    PLACE_AT_ONCE = PLACED_TOGETHER  # placed between two looks at the queue (a few ms each), in one transaction
-
     def place_ready(self) -> int:
-        """Place, in the batch's order, up to ``PLACE_AT_ONCE`` stored articles that sort before every article
-        the polls in flight may still bring (:class:`~monitor.horizon.Horizon`); how many."""
+        """Place, in the batch's order, up to ``PLACED_TOGETHER`` stored articles that sort before every article
+        the polls in flight may still bring (:class:`~monitor.horizon.Horizon`); how many. One transaction
+        of a few ms between two looks at the queue."""
         cutoff = self._horizon.cutoff() if self._may_place else NOTHING
         if cutoff == NOTHING:
             self._may_place = False
             return 0
         placed = self._count(place_ready(self.runtime.store, self.runtime.clusterer, self._held, self._batch,
-                                         keywords=self.settings.keywords, before=cutoff, limit=self.PLACE_AT_ONCE))
-        self._may_place = placed == self.PLACE_AT_ONCE
+                                         keywords=self.settings.keywords, before=cutoff, limit=PLACED_TOGETHER))
+        self._may_place = placed == PLACED_TOGETHER
         self._writing.report.placed_early += placed
         return placed
 

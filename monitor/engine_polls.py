@@ -108,6 +108,11 @@ class _Page:
     link: str
     entries: list[FeedEntry] = field(default_factory=list)
 
+    @property
+    def undated(self) -> bool:
+        """An entry waiting for it gives no date: it takes the page's, which may be any."""
+        return any(e.published is None for e in self.entries)
+
 
 def _newest_first(item: tuple[int, FeedEntry]) -> float:
     published = item[1].published
@@ -117,8 +122,7 @@ def _newest_first(item: tuple[int, FeedEntry]) -> float:
 def _undated_then_oldest(page: _Page) -> float:
     """The order a poll fetches the pages it chose: those that may take any date first, then the oldest,
     so the writer can place what came before all that is left (:mod:`monitor.horizon`)."""
-    dates = [e.published for e in page.entries]
-    return float("-inf") if None in dates else min(d.timestamp() for d in dates if d is not None)
+    return float("-inf") if page.undated else min(e.published.timestamp() for e in page.entries if e.published)
 
 
 class Poll:
@@ -227,7 +231,7 @@ class Poll:
         try:
             try:
                 with cancel_when(self._p.should_stop):
-                    extracted = self._fetch_page(page.link, date=any(e.published is None for e in page.entries))
+                    extracted = self._fetch_page(page.link, date=page.undated)
             except Exception:  # a bug, or an extraction process that died: the feed's own content is used
                 log.exception("page failed unexpectedly; using the feed's own content",
                               extra={"event": "page.crashed", "url": page.link})
