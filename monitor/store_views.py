@@ -209,73 +209,19 @@ def story_page(conn: sqlite3.Connection, filters: StoryFilters, *, now: datetime
     searched as words as in alert rules) and, for a bad search query, ``error`` (a
     :class:`~monitor.errors.QueryError`'s text, with the position of the fault).
     """
-    where = ["c.merged_into IS NULL"]
-    params: list[Any] = []
     result: dict[str, Any] = {"stories": [], "total": 0, "pages": 0, "error": None, "order": filters.order,
                               "warnings": lowercase_operators(filters.q) if filters.q else []}
-    period = PERIODS.get(filters.period, ("", None))[1]
-    if period is not None:
-        where.append("c.last_seen >= ?")
-        params.append((now - period).astimezone(UTC).isoformat(timespec="seconds"))
-    if filters.min_outlets > 1:
-        where.append("c.sources >= ?")
-        params.append(filters.min_outlets)
-    if filters.keyword:
-        where.append("c.keywords LIKE ? ESCAPE '\\'")
-        escaped = json.dumps(filters.keyword).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params.append(f"%{escaped}%")
-    if filters.rule:
-        if not has_table(conn, "alerts"):
-            return result
-        where.append("c.id IN (SELECT coalesce(m.merged_into, al.cluster_id) FROM alerts al "
-                     "LEFT JOIN clusters m ON m.id = al.cluster_id WHERE al.rule = ?)")
-        params.append(filters.rule)
-    if filters.language:
-        where.append("c.id IN (SELECT cluster_id FROM articles WHERE language = ?)")
-        params.append(filters.language)
-    if filters.feed:
-        ids = _feed_ids(conn, filters.feed)
-        if not ids:
-            return result
-        where.append(f"c.id IN (SELECT cluster_id FROM articles WHERE feed_id IN ({_marks(ids)}))")
-        params.extend(ids)
+    where = _story_conditions(conn, filters, now)
+    if where is None:
+        return result
     search: StorySearch | None = None
-    found: set[int] = set()
     if filters.q:
-        try:
-            query = parse_query(filters.q)
-        except QueryError as exc:
-            result["error"] = {"reason": exc.reason, "position": exc.position, "query": filters.q,
-                               "text": f"position {exc.position + 1}: {exc.reason}"}
-            return result
-        if (terms := count_leaves(query.root)) > MAX_SEARCH_TERMS:
-            result["error"] = {"reason": "too many terms", "position": 0, "query": filters.q,
-                               "text": f"{terms} terms; a search takes at most {MAX_SEARCH_TERMS}"}
-            return result
-        search = StorySearch(conn, query)
-        found = search.stories()
+        search = _story_search(conn, filters.q, result)
+        found = search.stories() if search is not None else set()
         if not found:
             return result
-        where.append("c.id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(sorted(found)))
-    condition = " AND ".join(where)
-    offset = (filters.page - 1) * page_size
-    order = filters.order
-    if order == "relevance" and search is not None:
-        # Best match first; equally good matches by latest activity.
-        ids = [r[0] for r in conn.execute(
-            f"SELECT c.id FROM clusters c WHERE {condition} ORDER BY c.last_seen DESC, c.id DESC", params)]
-        scores = search.scores(ids)
-        ids.sort(key=lambda i: -round(scores[i], 9))
-        total = len(ids)
-        page_ids = ids[offset:offset + page_size]
-    else:
-        total = conn.execute(f"SELECT COUNT(*) FROM clusters c WHERE {condition}", params).fetchone()[0]
-        by = ("c.last_seen DESC, c.id DESC" if order == "latest"
-              else "c.sources DESC, c.size DESC, c.last_seen DESC")
-        page_ids = [r[0] for r in conn.execute(
-            f"SELECT c.id FROM clusters c WHERE {condition} ORDER BY {by} LIMIT ? OFFSET ?",
-            [*params, page_size, offset])]
+        where.append(("c.id IN (SELECT value FROM json_each(?))", [json.dumps(sorted(found))]))
+    total, page_ids = _page_of_ids(conn, where, filters, search, page_size)
     result.update(total=total, pages=max(1, math.ceil(total / page_size)))
     stories = stories_by_id(conn, page_ids, now=now)
     matching = search.matching_articles(page_ids) if search else {}
@@ -284,6 +230,71 @@ def story_page(conn: sqlite3.Connection, filters: StoryFilters, *, now: datetime
             stories[story_id]["matching_articles"] = matching.get(story_id)
             result["stories"].append(stories[story_id])
     return result
+
+
+Condition = tuple[str, list[Any]]  # an SQL condition on clusters ``c`` and its parameters
+
+
+def _story_conditions(conn: sqlite3.Connection, filters: StoryFilters, now: datetime) -> list[Condition] | None:
+    """The conditions of ``filters`` other than the search; None when nothing can match (a rule with no
+    alerts table, a feed that is not configured)."""
+    where: list[Condition] = [("c.merged_into IS NULL", [])]
+    period = PERIODS.get(filters.period, ("", None))[1]
+    if period is not None:
+        where.append(("c.last_seen >= ?", [(now - period).astimezone(UTC).isoformat(timespec="seconds")]))
+    if filters.min_outlets > 1:
+        where.append(("c.sources >= ?", [filters.min_outlets]))
+    if filters.keyword:
+        escaped = json.dumps(filters.keyword).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(("c.keywords LIKE ? ESCAPE '\\'", [f"%{escaped}%"]))
+    if filters.rule:
+        if not has_table(conn, "alerts"):
+            return None
+        where.append(("c.id IN (SELECT coalesce(m.merged_into, al.cluster_id) FROM alerts al "
+                      "LEFT JOIN clusters m ON m.id = al.cluster_id WHERE al.rule = ?)", [filters.rule]))
+    if filters.language:
+        where.append(("c.id IN (SELECT cluster_id FROM articles WHERE language = ?)", [filters.language]))
+    if filters.feed:
+        ids = _feed_ids(conn, filters.feed)
+        if not ids:
+            return None
+        where.append((f"c.id IN (SELECT cluster_id FROM articles WHERE feed_id IN ({_marks(ids)}))", ids))
+    return where
+
+
+def _story_search(conn: sqlite3.Connection, q: str, result: dict[str, Any]) -> StorySearch | None:
+    """The search for ``q``; None, with ``result["error"]`` saying why, if it cannot be run."""
+    try:
+        query = parse_query(q)
+    except QueryError as exc:
+        result["error"] = {"reason": exc.reason, "position": exc.position, "query": q,
+                           "text": f"position {exc.position + 1}: {exc.reason}"}
+        return None
+    if (terms := count_leaves(query.root)) > MAX_SEARCH_TERMS:
+        result["error"] = {"reason": "too many terms", "position": 0, "query": q,
+                           "text": f"{terms} terms; a search takes at most {MAX_SEARCH_TERMS}"}
+        return None
+    return StorySearch(conn, query)
+
+
+def _page_of_ids(conn: sqlite3.Connection, where: list[Condition], filters: StoryFilters,
+                 search: StorySearch | None, page_size: int) -> tuple[int, list[int]]:
+    """How many stories meet ``where``, and the ids of the requested page of them in the requested order."""
+    condition = " AND ".join(sql for sql, _ in where)
+    params = [value for _, values in where for value in values]
+    offset = (filters.page - 1) * page_size
+    if filters.order == "relevance" and search is not None:
+        # Best match first; equally good matches by latest activity.
+        ids = [r[0] for r in conn.execute(
+            f"SELECT c.id FROM clusters c WHERE {condition} ORDER BY c.last_seen DESC, c.id DESC", params)]
+        scores = search.scores(ids)
+        ids.sort(key=lambda i: -round(scores[i], 9))
+        return len(ids), ids[offset:offset + page_size]
+    total = conn.execute(f"SELECT COUNT(*) FROM clusters c WHERE {condition}", params).fetchone()[0]
+    by = "c.last_seen DESC, c.id DESC" if filters.order == "latest" else "c.sources DESC, c.size DESC, c.last_seen DESC"
+    page_ids = [r[0] for r in conn.execute(
+        f"SELECT c.id FROM clusters c WHERE {condition} ORDER BY {by} LIMIT ? OFFSET ?", [*params, page_size, offset])]
+    return total, page_ids
 
 
 def stories_by_id(conn: sqlite3.Connection, ids: list[int], *, now: datetime) -> dict[int, dict[str, Any]]:
