@@ -44,6 +44,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench.cluster_eval import DEFAULT_DATA, Item, bcubed, load_ecb, run_direct
 from monitor.cluster import Assignment, Clusterer, ClusterParams, Doc
+from monitor.cluster.vectors import query
 
 FEATURES = ("body", "title", "ents", "nums", "year_conflict")
 _PARAM_OF = {"body": "w_body", "title": "w_title", "ents": "w_entities", "nums": "w_numbers"}
@@ -66,7 +67,7 @@ def teacher_forced_rows(items: Sequence[Item], params: ClusterParams, tag: int =
     rows = []
     for i, it in enumerate(items, start=1):
         doc = Doc(i, it.title, it.text, it.published, it.source)
-        for cid, sig in c.signal_scores(doc).items():
+        for cid, sig in signal_scores(c, doc).items():
             same_topic = _topic(gold_of[cid]) == _topic(it.gold)
             rows.append((tag * 1_000_000 + i, gold_of[cid] == it.gold, same_topic, _topic(it.gold), sig))
         cid = cluster_of_gold.get(it.gold)
@@ -75,6 +76,21 @@ def teacher_forced_rows(items: Sequence[Item], params: ClusterParams, tag: int =
             cluster_of_gold[it.gold] = i
             gold_of[i] = it.gold
     return rows
+
+
+def signal_scores(c: Clusterer, doc: Doc) -> dict[int, dict[str, float]]:
+    """Per live cluster: each signal's cosine with ``doc`` (0.0 if either side lacks it),
+    ``year_conflict`` (1.0 if both name years, none in common) and the combined ``score`` a
+    decision would give: the inputs of a decision, for fitting weights."""
+    p = c.read(doc)
+    q = query(p.features.vectors(), p.idf, c.params.query_terms)
+    out = {}
+    for cid, cluster in c.window.clusters.items():
+        sig = c.scorer.cosines(q, cluster)
+        sig["year_conflict"] = float(c.scorer.year_conflict(p.features.years, cluster))
+        sig["score"] = c.scorer.score(q, p.features.years, p.ts, cluster)
+        out[cid] = sig
+    return out
 
 
 def decision_accuracy(rows: list[Row], scores: Sequence[float], threshold: float) -> float:

@@ -39,6 +39,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench.cluster_eval import DEFAULT_DATA, Item, bcubed, load_ecb
 from monitor.cluster import Clusterer, ClusterParams, Doc
+from monitor.cluster.vectors import similarity
 
 EMBED_WORDS = 200
 
@@ -49,7 +50,7 @@ def our_similarity(items: Sequence[Item], params: ClusterParams) -> np.ndarray:
     docs = [Doc(i, it.title, it.text, it.published, it.source) for i, it in enumerate(items, 1)]
     for doc in docs:
         c.add(doc, c.decide(doc))
-    return c.pair_similarity(docs)
+    return similarity([c.read(doc).rows() for doc in docs], c.scorer.weights)[0]
 
 
 def embeddings(items: Sequence[Item]) -> tuple[np.ndarray, float] | None:

@@ -77,7 +77,7 @@ def teacher_forced_rows(stream: Stream, params: ClusterParams) -> list[Row]:
     rows: list[Row] = []
     for i, it in enumerate(stream, start=1):
         doc = Doc(i, it.title, it.text, it.published, it.source)
-        if c.judged_by_model(c.features(doc)):
+        if c.judged_by_model(c.read(doc).features):
             ranked = c.evidence(doc)
             if ranked:
                 cid, ev = ranked[0]

@@ -222,7 +222,7 @@ def test_features_ignore_text_beyond_max_words() -> None:
     a = Doc(1, "Flood in Valparaiso", lead + " Unrelated tail about Renault Flins strikes. " * 200, DAY, "a")
     b = Doc(2, "Flood in Valparaiso", lead + " Other tail about Senate budget votes. " * 200, DAY, "b")
     c = Clusterer(ClusterParams(max_words=200))
-    fa, fb = c.features(a), c.features(b)
+    fa, fb = c.read(a).features, c.read(b).features
     assert fa.body == fb.body and fa.ents == fb.ents
     assert "renault" not in fa.ents
 
@@ -242,7 +242,7 @@ def test_capitalised_common_words_stop_counting_as_names() -> None:
         for i in range(4):
             d = Doc(i + 1, f"Story {i}", f"The police said a navy patrol was out on day {i}. " * 5, DAY, "y")
             c.add(d, c.decide(d))
-        ents = c.features(doc).ents
+        ents = c.read(doc).features.ents
         assert ("police" not in ents) is dropped and ("navy" not in ents) is dropped
         assert {"reid", "tara reid", "indian navy"} <= set(ents)
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from array import array
 from collections import ChainMap
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from monitor.cluster.decisions import Assignment, Doc, Merge, Reason, Split
 from monitor.cluster.features import Features, extract
@@ -21,7 +19,7 @@ from monitor.cluster.persist import decode_cluster, decode_doc, encode_cluster, 
 from monitor.cluster.revisions import Reviser, leave_out
 from monitor.cluster.scoring import Query, Scorer
 from monitor.cluster.state import DAY, ClusterState, DocState, Window
-from monitor.cluster.vectors import Row, query, salient, similarity, split_rows
+from monitor.cluster.vectors import Row, query, salient, split_rows
 from monitor.cluster.vocabulary import IDF, Vocabulary
 from monitor.cluster_params import ClusterParams
 from monitor.dedup import NearDuplicateIndex
@@ -248,29 +246,9 @@ class Clusterer:
 
     # ------------------------------------------------------------------ for benchmarks and tests
 
-    def features(self, doc: Doc) -> Features:
-        """What the clusterer reads of ``doc`` given the docs added so far."""
-        return self._read(doc).features
-
-    def pair_similarity(self, docs: Sequence[Doc]) -> np.ndarray:
-        """Doc x doc similarity as split checks compute it, each doc read as if it arrived
-        now (IDF from the docs added so far, counting it)."""
-        return similarity([self._read(doc).rows() for doc in docs], self.scorer.weights)[0]
-
-    def signal_scores(self, doc: Doc) -> dict[int, dict[str, float]]:
-        """Per live cluster: each signal's cosine with ``doc`` (0.0 if either side lacks
-        it), ``year_conflict`` (1.0 if both name years, none in common) and the combined
-        ``score`` a decision would give: the inputs of a decision, for fitting weights."""
-        p = self._prepare(doc)
-        f = p.features
-        q = query(f.vectors(), p.idf, self.params.query_terms)
-        out = {}
-        for cid, c in self.window.clusters.items():
-            sig = self.scorer.cosines(q, c)
-            sig["year_conflict"] = float(self.scorer.year_conflict(f.years, c))
-            sig["score"] = self.scorer.score(q, f.years, p.ts, c)
-            out[cid] = sig
-        return out
+    def read(self, doc: Doc) -> Prepared:
+        """What the clusterer reads of ``doc`` given the docs added so far (features, IDF, time, rows)."""
+        return self._read(doc)
 
     def judged_by_model(self, f: Features) -> bool:
         """Whether the learned decision, not a threshold, decides a doc read as ``f``: a full
