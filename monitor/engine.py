@@ -263,7 +263,7 @@ class Engine:
         self._writing = _Writing()
         self._held: dict[int, Pending] = {}  # stored, not yet placed (up to HELD of them)
         self._horizon = Horizon()  # what the polls in flight may still bring: how far placing may go
-        self._batch = Batch()  # placed since the last settle, read again at the next
+        self._batch = Batch()  # placed since it was last read again (each day of publication, and at a settle)
         self._may_place = False  # something changed since placing last found nothing to place
         self._waiting_since: float | None = None  # monotonic time the oldest unplaced article was stored
         self.on_polled: Callable[[FeedResult], None] | None = None  # the daemon reschedules the feed
@@ -404,7 +404,7 @@ class Engine:
         """Place the stored articles that wait for a cluster and read the batch again
         (:func:`~monitor.pipeline.settle`); how many the batch placed."""
         report, started = self._writing.report, time.monotonic()
-        early = len(self._batch.placed)
+        early = self._batch.count
         placed = early + self._count(settle(self.runtime.store, self.runtime.clusterer, self._held,
                                             keywords=self.settings.keywords, batch=self._batch))
         report.placed += placed

@@ -143,3 +143,32 @@ def test_a_batch_read_again_moves_reports_that_joined_too_early(tmp_path: Path) 
         batch = _f1(store, gold_of)
     assert len(shifted) >= 2 and right >= 0.75 * len(shifted), (right, len(shifted))
     assert batch >= one_by_one + 0.005, (batch, one_by_one)
+
+
+def _stories_by_url(store: Store) -> set[frozenset[str]]:
+    members: dict[int, set[str]] = {}
+    for url, cluster in store.db.execute("SELECT url, cluster_id FROM articles"):
+        members.setdefault(cluster, set()).add(url)
+    return {frozenset(urls) for urls in members.values()}
+
+
+def test_a_month_in_one_settle_gives_the_stories_of_a_settle_a_day(tmp_path: Path) -> None:
+    """A first poll that brings a month of reports at once, newest first (a new feed, a backfill), ends with
+    the stories a daemon that settled at the end of each day has: the batch is read again at each day of
+    publication, so neither arrival order nor how the month was cut into polls decides them."""
+    stream = _dated_stream()
+    days: dict[object, list[Article]] = {}
+    for article, _ in stream:
+        days.setdefault(article.published.date(), []).append(article)
+    found, read_again = [], []
+    for name, batches in (("daily", list(days.values())), ("month", [[a for a, _ in reversed(stream)]])):
+        with Store.open(tmp_path / f"{name}.db") as store:
+            clusterer = build_clusterer(store, ClusterParams())
+            for batch in batches:
+                for article in batch:
+                    store_article(store, article)
+                outcomes = list(settle(store, clusterer, {}, keywords=()))
+            read_again.append(sum(isinstance(o, Shifted | Rehomed) for _, o in outcomes))
+            found.append(_stories_by_url(store))
+    assert len(found[0]) > 40 and found[1] == found[0]
+    assert read_again[1] > 0  # reports of earlier days moved within the month's one settle
