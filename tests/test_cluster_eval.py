@@ -81,3 +81,15 @@ def test_reference_kmeans_is_told_the_true_k() -> None:
     # Three topics, six events: measured 1.0 and 1.0 (0.87 with a third seed); lumping each
     # topic's two events together would score 0.67.
     assert all(0.8 <= f <= 1.0 for f in f1s)
+
+
+def test_fifths_run_each_fifth_of_the_topics_on_its_own(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--fifths`` scores topics 1-5, 6-10, ... each as a stream of its own, not the first N docs of all."""
+    if not (DEFAULT_DATA / "ecb-plus" / "ECB+").is_dir():
+        pytest.skip(f"ECB+ data not present under {DEFAULT_DATA}")
+    from bench.cluster_eval import main
+
+    main(["--dataset", "ecb", "--direct", "--fifths", "--topics", "1,2,6,7", "--seeds", "1"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "alone" in line]
+    assert [line.split()[2] for line in lines] == ["1-5", "6-10"]
+    assert all(0.5 < float(line.split("mean=")[1].split()[0]) <= 1.0 for line in lines)
