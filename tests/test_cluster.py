@@ -188,6 +188,22 @@ def test_memory_is_bounded_by_the_time_window() -> None:
     assert c.live_clusters <= 6
 
 
+def test_stories_scored_against_are_kept_only_while_in_memory() -> None:
+    """Placed one at a time with no settle to ask for them, the stories docs were scored against are
+    remembered only while they are in memory: otherwise a caller that never settles (the benches,
+    ``ingest_article``) grows that set with every story it ever scored, in memory and in time."""
+    c = Clusterer(ClusterParams(window_days=1.0, hot_docs=4))
+    docs = []
+    for day in range(1, 21):  # each day its own story in words of its own, told twice
+        words = ["".join("bcdfghklmnprstvz"[n % 16] + "aeiou"[n // 16 % 5] for n in (day, j // 16, j % 16, 7))
+                 for j in range(60)]
+        docs += [Doc(2 * day + k, " ".join(words[:3]), " ".join(words[:30] + words[30 + 15 * k:45 + 15 * k]),
+                     DAY + timedelta(days=day, hours=6 * k), f"s{k}") for k in range(2)]
+    assignments = _run(c, docs)
+    assert sum(a.duplicate_of is None and not a.is_new_cluster for a in assignments) >= 5  # second ones joined
+    assert c._considered and c._considered <= c.window.clusters.keys()
+
+
 def test_params_are_frozen_and_strict() -> None:
     p = ClusterParams()
     with pytest.raises(ValidationError):

@@ -122,10 +122,12 @@ class Clusterer:
         self.window.keep(doc.id, state)
         if p.features.sig is not None:
             self.duplicates.insert(doc.id, p.features.sig)
-        self._considered.update(p.considered)
         if assignment.cluster_id in p.cold:
             self.window.adopt(p.cold[assignment.cluster_id])
         self.window.add_to_cluster(assignment.cluster_id, doc.id, p.features, p.ts, p.idf, state.keys)
+        # Stories in memory only, and dropped as they leave it (``_evict``): a caller that never asks
+        # (one doc at a time, no settles) would otherwise grow the set with every story ever scored.
+        self._considered.update(cid for cid in p.considered if cid in self.window.clusters)
         if assignment.split is not None:
             self.window.apply_split(assignment.split)
         if assignment.merge is not None:
@@ -375,6 +377,8 @@ class Clusterer:
         for doc_id, gone in self.window.evict():
             self.vocabulary.forget(gone.terms)
             self.duplicates.remove(doc_id)
+            if gone.cluster_id not in self.window.clusters:
+                self._considered.discard(gone.cluster_id)
             if self.memory is not None:
                 self._changes.evicted.append(doc_id)
 
