@@ -47,7 +47,7 @@ from monitor.engine_polls import Listed, Made, Poll, Producers
 from monitor.errors import ConfigError
 from monitor.fetch import HostLimiter, make_client
 from monitor.horizon import NOTHING, Horizon
-from monitor.ingest import Pending, Rehomed, Shifted, Stored, build_clusterer
+from monitor.ingest import Pending, Stored, build_clusterer
 from monitor.pipeline import (
     HELD,
     PLACED_TOGETHER,
@@ -55,6 +55,7 @@ from monitor.pipeline import (
     Counts,
     FeedResult,
     PassReport,
+    Placed,
     apply_retention,
     ingest_made,
     ingest_seeds,
@@ -416,7 +417,7 @@ class Engine:
                 "duration": round(time.monotonic() - started, 3)})
         return placed
 
-    def _count(self, outcomes: Iterator[tuple[Pending, Stored | Rehomed | Shifted]]) -> int:
+    def _count(self, outcomes: Iterator[Placed]) -> int:
         """Count what placing did in the pass's report; how many articles it placed."""
         report, placed = self._writing.report, 0
         for pending, outcome in outcomes:
