@@ -71,8 +71,9 @@ class Made:
 
 @dataclass(frozen=True)
 class Listed:
-    """A poll's entries to come (each made now or after its page), as the earliest date each can be placed
-    at (:class:`~monitor.horizon.Horizon`); sent before the first of them."""
+    """A poll's entries to come (each made now or after its page, or over the page budget: a poll that follows
+    at once may bring those), as the earliest date each can be placed at (:class:`~monitor.horizon.Horizon`);
+    sent before the first of them."""
 
     poll: int
     bounds: tuple[datetime | None, ...]
@@ -174,9 +175,9 @@ class Poll:
                                   deferred=deferred)
 
     def _plan(self, parsed: ParsedFeed, feed_url: str) -> int:
-        """New entries, newest first: each either made now from the feed's own content, or queued behind its
-        page. The writer learns first what dates they may bring (``Listed``). Returns how many were deferred
-        by the page budget."""
+        """New entries, newest first: each either made now from the feed's own content, queued behind its
+        page, or deferred by the page budget. The writer learns first what dates they may bring (``Listed``).
+        Returns how many were deferred."""
         self._feed_url, self._planned = feed_url, datetime.now(UTC)
         settings, known = self._p.settings, self._p.known
         new = [(i, e) for i, e in enumerate(parsed.entries)
@@ -184,7 +185,7 @@ class Poll:
                                      feed_id=self.state.id)]
         pages: dict[str, _Page] = {}
         now: list[FeedEntry] = []  # made at once from the feed's own content
-        deferred = 0
+        deferred: list[FeedEntry] = []  # over the page budget: a poll that follows at once may bring them
         for _, entry in sorted(new, key=_newest_first):
             link = entry.link
             if not (settings.fetch_pages and link and link.startswith(("http://", "https://"))):
@@ -198,15 +199,15 @@ class Poll:
                          extra={"event": "page.robots", "url": link})
                 now.append(entry)
             elif len(pages) >= settings.max_pages_per_poll:
-                deferred += 1
+                deferred.append(entry)
             else:
                 pages[key] = _Page(link, [entry])
-        coming = [*now, *(e for page in pages.values() for e in page.entries)]
+        coming = [*now, *(e for page in pages.values() for e in page.entries), *deferred]
         self._p.emit(Listed(self.id, tuple(self._bound(e) for e in coming)))
         for entry in now:
             self._hand_over(entry, None)
         self._pending.extend(sorted(pages.values(), key=_undated_then_oldest))
-        return deferred
+        return len(deferred)
 
     def _bound(self, entry: FeedEntry) -> datetime | None:
         return earliest_placing(entry.published, self._planned)

@@ -112,6 +112,10 @@ class FetchSettings(_Frozen):
     respect_robots: bool = Field(True, description="Skip article pages that robots.txt disallows.")
     max_pages_per_poll: int = Field(50, ge=1, description="Page fetches per feed poll; newer entries first, the "
                                                           "rest on later polls. Each link is fetched once per poll.")
+    backlog_polls: int = Field(4, ge=0, description="Polls of a feed that follow at once, in the same pass, one that "
+                                                    "left entries over max_pages_per_poll: a feed's history is read "
+                                                    "in one go, and its stories built in publication order. 0: the "
+                                                    "rest waits for the feed's next scheduled poll.")
     extract_workers: int | None = Field(None, ge=0, description="Processes that parse and extract pages (null: one "
                                                                "per core; 0: in the fetch threads, one core).")
     allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(

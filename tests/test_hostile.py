@@ -115,7 +115,7 @@ def _article_hits(server: FeedServer) -> dict[str, int]:
 def test_a_poll_fetches_at_most_max_pages_newest_first_and_later_polls_fetch_the_rest(
         tmp_path: Path, server: FeedServer) -> None:
     entries = good_feed(server, "/big.xml", "grain harvest", count=120)  # entry i is i hours old
-    path = config(tmp_path, [{"url": server.url("/big.xml")}], fetch={"respect_robots": False})
+    path = config(tmp_path, [{"url": server.url("/big.xml")}], fetch={"respect_robots": False, "backlog_polls": 0})
     database = tmp_path / "monitor.db"
     pages = [f"/articles/{entry.slug}" for entry in entries]
     stored = []
@@ -138,7 +138,7 @@ def test_a_feed_with_entries_waiting_is_polled_again_at_its_configured_interval(
     feed with entries left over the per-poll cap is due again at its configured interval."""
     good_feed(server, "/big.xml", "grain harvest", count=120)  # entries an hour apart
     path = config(tmp_path, [{"url": server.url("/big.xml"), "interval": 60, "adaptive": True}],
-                  fetch={"respect_robots": False})
+                  fetch={"respect_robots": False, "backlog_polls": 0})
     database = tmp_path / "monitor.db"
     due = []
     for _ in range(3):
@@ -148,6 +148,41 @@ def test_a_feed_with_entries_waiting_is_polled_again_at_its_configured_interval(
         due.append(wait.total_seconds())
     assert due[0] <= 61 and due[1] <= 61  # 70 and 20 entries were waiting
     assert due[2] >= 600  # nothing waits: the entries' hourly rhythm lengthens the interval
+
+
+def test_a_poll_that_left_entries_is_followed_at_once_until_the_backlog_is_read(
+        tmp_path: Path, server: FeedServer) -> None:
+    """The page budget bounds each poll, and ``fetch.backlog_polls`` how many follow it at once in the same pass."""
+    entries = good_feed(server, "/big.xml", "grain harvest", count=120)
+    pages = [f"/articles/{entry.slug}" for entry in entries]
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "one").mkdir()
+    whole = config(tmp_path / "whole", [{"url": server.url("/big.xml")}], fetch={"respect_robots": False})
+    report = one_pass(whole)  # the default: four polls may follow
+    assert server.statuses[("/big.xml", 200)] == 3  # 50 + 50 + 20 pages
+    assert _article_hits(server) == dict.fromkeys(pages, 1)
+    assert len(query(tmp_path / "whole" / "monitor.db", "SELECT id FROM articles")) == 120
+    assert (report.feeds_ok, report.feeds_failed) == (1, 0)  # one feed, read in three polls
+
+    server.hits.clear()
+    one = config(tmp_path / "one", [{"url": server.url("/big.xml")}],
+                 fetch={"respect_robots": False, "backlog_polls": 1})
+    one_pass(one)
+    assert sum(_article_hits(server).values()) == 100  # one poll followed; the oldest 20 wait
+    one_pass(one)
+    assert _article_hits(server) == dict.fromkeys(pages, 1)
+
+
+def test_a_backlog_read_in_one_go_is_placed_oldest_first(tmp_path: Path, server: FeedServer) -> None:
+    """Sixty reports of one story, newest first: the oldest ten are over the page budget. Read on at once, the
+    oldest report opens the story, as it would have for a daemon that polled the feed all along; left to the
+    next pass, the story was opened by the oldest report of the first poll, and the older ones joined it."""
+    entries = good_feed(server, "/story.xml", "harbour strike", count=60)
+    path = config(tmp_path, [{"url": server.url("/story.xml")}], fetch={"respect_robots": False})
+    one_pass(path)
+    rows = query(tmp_path / "monitor.db", "SELECT id, url, cluster_id FROM articles")
+    oldest = next(r for r in rows if r["url"] == server.url(f"/articles/{entries[-1].slug}"))
+    assert {r["cluster_id"] for r in rows} == {oldest["id"]}
 
 
 def test_300_entries_sharing_one_link_make_one_request(tmp_path: Path, server: FeedServer) -> None:
