@@ -324,6 +324,36 @@ def test_daemon_reschedules_each_feed_by_its_own_next_due(tmp_path: Path, server
     assert seconds_until(row["next_due"]) > 3500
 
 
+def test_the_daemon_reads_a_backlog_in_one_go_and_places_it_oldest_first(tmp_path: Path, server: FeedServer) -> None:
+    """120 reports of one story on a feed polled hourly: the daemon reads them in three polls in a row, not three
+    hours, and the oldest report, left by the first poll's page budget, opens the story."""
+    entries = good_feed(server, "/big.xml", "grain harvest", count=120)
+    settings = load_settings(config(tmp_path, [{"url": server.url("/big.xml"), "interval": 3600}],
+                                    fetch={"respect_robots": False}, schedule={"jitter": 0, "seeds_interval": 3600}))
+    db = tmp_path / "monitor.db"
+    stop = threading.Event()
+    thread = _daemon_in_thread(settings, stop)
+    try:
+        assert wait_for(lambda: _placed(db) == 120, timeout=60), server.hits
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert server.statuses[("/big.xml", 200)] == 3
+    rows = query(db, "SELECT id, url, cluster_id FROM articles")
+    oldest = next(r for r in rows if r["url"] == server.url(f"/articles/{entries[-1].slug}"))
+    assert {r["cluster_id"] for r in rows} == {oldest["id"]}
+
+
+def _placed(database: Path) -> int:
+    if not database.exists():
+        return 0
+    try:
+        return query(database, "SELECT count(*) AS n FROM articles WHERE cluster_id IS NOT NULL")[0]["n"]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
 def test_a_restarted_daemon_keeps_each_feeds_backoff(tmp_path: Path, server: FeedServer,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     path = setup(tmp_path, server, interval=3600, schedule={"jitter": 0, "seeds_interval": 3600})
