@@ -391,8 +391,9 @@ class Engine:
         url, polls = result.feed.url, self._backlog.pop(result.feed.url, 0)
         if not result.deferred or result.stopped or polls >= self.settings.fetch.backlog_polls:
             return False
+        feed = next((f for f in self.settings.feeds if f.url == url), None)  # the config may have been reloaded
         state = self.runtime.store.feed_state(url)
-        if state is None or state.disabled or not self.poll(result.feed, state):
+        if feed is None or state is None or state.disabled or not self.poll(feed, state):
             return False
         self._backlog[url] = polls + 1
         return True
