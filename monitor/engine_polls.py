@@ -4,7 +4,8 @@ A :class:`Poll` runs on the engine's fetch threads and never touches the
 database but through :class:`~monitor.store.StoreReader`. After the feed is
 fetched and parsed it plans the pages: new entries only (one whose link or
 GUID is stored costs no request), newest first, one request per link, at most
-``fetch.max_pages_per_poll`` of them (the oldest wait for later polls). The
+``fetch.max_pages_per_poll`` of them (the oldest wait for the polls the engine
+starts at once after this one, ``fetch.backlog_polls``, then for later ones). The
 pages are then fetched concurrently, at most ``fetch.per_host`` of this poll's
 at a time (the shared :class:`~monitor.fetch.HostLimiter` keeps every host's
 limits across polls), each extracted in the process pool and handed to the
