@@ -147,17 +147,7 @@ class Reviser:
         cohesive core.  Clusters above 32 reports are checked every 8th report, so a
         long-running story costs O(1) per article.
 
-        Measured on ECB+ dev and not kept (B-cubed F1, 8 shuffled orders unless said): the year
-        conflict of a join charged to doc pairs here and in merge checks (0.9415 -> 0.9433; 16 other
-        orders 0.9399 -> 0.9424; but each fifth of the topics streamed alone, 24 orders, 0.926 ->
-        0.924); words weighted down by how many of the cluster's reports share them,
-        log((n+1)/df)**a (0.937-0.939; with the plain ratio also required, 0.947 on these orders and
-        0.940 on 16 others, against 0.940); a bonus for reports naming the same month and day (0.941-
-        0.943); judging the cores on reports of 20 or more body terms only (0.942); split_ratio 0.65
-        to 0.8 (0.933-0.942). Checking every story again at the end of a settle, through the store, one
-        batch per order: at a ratio of 0.8, 0.9475 -> 0.9516 (topic 10's two offers split in 5 orders of
-        8), but each fifth of the topics as its own batch 0.936 -> 0.908 (16-20) and 0.891 -> 0.880 (21-25),
-        one-event stories cut at the same 0.72-0.80; at this ratio, 0.9482, and 0.891 -> 0.888 (21-25).
+        Variants measured on ECB+ dev and not kept are listed in the CHANGELOG ("split check").
         """
         p = self.params
         if p.split_ratio <= 0:
