@@ -377,6 +377,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--outlets", type=int, default=10)
     ap.add_argument("--days", type=int, default=30, help="the span the events are spread over")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1, help="run this many date seeds from --seed, then a summary")
     ap.add_argument("--orders", default=",".join(ORDERS), help=f"comma-separated, of {', '.join(ORDERS)}")
     ap.add_argument("--step", type=int, default=1, help="in-order: simulated days between passes")
     ap.add_argument("--concurrency", type=int, default=16,
@@ -391,6 +392,44 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_seed(items: Sequence[Item], args: argparse.Namespace, seed: int) -> list[Score]:
+    """Every order of ``args.orders`` on one date seed's plan, each on a fresh folder."""
+    reports = plan_reports(items, outlets=args.outlets, days=args.days, seed=seed)
+    options = Options(step=args.step, seed=seed, concurrency=args.concurrency)
+    print(f"stream: seed {seed}, {len(reports)} reports of {len({r.item.gold for r in reports})} events, "
+          f"{args.outlets} outlets, {min(r.published for r in reports):%Y-%m-%d} to "
+          f"{max(r.published for r in reports):%Y-%m-%d}, "
+          f"{sum(not r.dated for r in reports)} feed items without pubDate")
+    scores = []
+    with ExitStack() as stack:
+        base = args.keep / f"seed-{seed}" if args.keep else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="stream-eval-")))
+        room = stack.enter_context(Newsroom(reports, outlets=args.outlets, seed=seed))
+        for order in args.orders.split(","):
+            result = run_order(order, room, base / order, options)
+            print(f"{order}:", *(f"  {note}" for note in result.notes), sep="\n", flush=True)
+            scores.append(result)
+    for result in scores:
+        print(result.line())
+    print("stream: " + ", ".join(f"{s.order} F1 {s.f1:.3f}" for s in scores), flush=True)
+    return scores
+
+
+def summary(by_seed: dict[int, list[Score]], target: float = 0.95) -> list[str]:
+    """Per order over the date seeds: each seed's F1, the mean and the lowest, how many seeds
+    reach the issue's target, and the largest gap to the same seed's in-order F1."""
+    f1 = {seed: {s.order: s.f1 for s in scores} for seed, scores in by_seed.items()}
+    lines = []
+    for order in next(iter(f1.values())):
+        got = [by_order[order] for by_order in f1.values()]
+        line = (f"seeds {order}: " + " ".join(f"{f:.3f}" for f in got) + f" | mean {statistics.mean(got):.3f} "
+                f"min {min(got):.3f}, {sum(f >= target for f in got)} of {len(got)} at {target} or more")
+        if order != "in-order" and all("in-order" in by_order for by_order in f1.values()):
+            line += f", at most {max(abs(o[order] - o['in-order']) for o in f1.values()):.3f} off in-order"
+        lines.append(line)
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
     if not (args.data / "ecb-plus" / "ECB+").is_dir():
@@ -402,24 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             p, r, f = (statistics.mean(x[k] for x in runs) for k in range(3))
             print(f"direct {order}: P {p:.4f} R {r:.4f} F1 {f:.4f} (mean of {len(runs)} date seeds)")
         return 0
-    reports = plan_reports(items, outlets=args.outlets, days=args.days, seed=args.seed)
-    options = Options(step=args.step, seed=args.seed, concurrency=args.concurrency)
-    print(f"stream: {len(reports)} reports of {len({r.item.gold for r in reports})} events, {args.outlets} outlets, "
-          f"{min(r.published for r in reports):%Y-%m-%d} to {max(r.published for r in reports):%Y-%m-%d}, "
-          f"{sum(not r.dated for r in reports)} feed items without pubDate")
-    scores = []
-    with ExitStack() as stack:
-        base = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stream-eval-")))
-        room = stack.enter_context(Newsroom(reports, outlets=args.outlets, seed=args.seed))
-        for order in args.orders.split(","):
-            result = run_order(order, room, base / order, options)
-            print(f"{order}:", *(f"  {note}" for note in result.notes), sep="\n", flush=True)
-            scores.append(result)
-    for result in scores:
-        print(result.line())
-    print("stream: " + ", ".join(f"{s.order} F1 {s.f1:.3f}" for s in scores))
+    by_seed = {seed: run_seed(items, args, seed) for seed in range(args.seed, args.seed + args.seeds)}
+    if args.seeds > 1:
+        print(*summary(by_seed), sep="\n")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

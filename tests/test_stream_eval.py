@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.cluster_eval import DEFAULT_DATA, Item, load_ecb  # noqa: E402
-from bench.stream_eval import Options, Score, cluster_of_url, query, run_order  # noqa: E402
+from bench.stream_eval import Options, Score, cluster_of_url, query, run_order, summary  # noqa: E402
 from bench.stream_site import Newsroom, Report, plan_reports  # noqa: E402
 
 TOPICS = [3, 4, 6]
@@ -132,3 +132,14 @@ def test_a_pass_gives_the_same_stories_whatever_order_its_pages_arrive_in(scores
     reverse, shuffled = scores["reverse"], scores["shuffled"]
     assert shuffled.stored == reverse.stored == 64
     assert _stories(folder / "shuffled" / "monitor.db") == _stories(folder / "reverse" / "monitor.db")
+
+
+def test_the_seed_summary_counts_seeds_under_the_target_and_the_gap_to_in_order() -> None:
+    def score(order: str, f1: float) -> Score:
+        return Score(order, f1, f1, f1, 46, 46, 535, 535, 1.0)
+
+    lines = summary({0: [score("in-order", 0.96), score("reverse", 0.95)],
+                     1: [score("in-order", 0.94), score("reverse", 0.97)]})
+    assert lines[0] == "seeds in-order: 0.960 0.940 | mean 0.950 min 0.940, 1 of 2 at 0.95 or more"
+    assert lines[1] == ("seeds reverse: 0.950 0.970 | mean 0.960 min 0.950, 2 of 2 at 0.95 or more, "
+                        "at most 0.030 off in-order")
