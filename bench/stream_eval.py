@@ -382,7 +382,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--step", type=int, default=1, help="in-order: simulated days between passes")
     ap.add_argument("--concurrency", type=int, default=16,
                     help="fetch.concurrency; 1 polls feeds one by one in config order (a deterministic arrival)")
-    ap.add_argument("--keep", type=Path, default=None, help="keep each scenario's config and database here")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep each scenario's config and database here (under seed-N/ORDER)")
     ap.add_argument("--direct", type=int, default=0, metavar="N",
                     help="instead: N date seeds streamed into the clusterer alone (in-order, reverse, shuffled)")
     args = ap.parse_args(argv)
@@ -445,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seeds > 1:
         print(*summary(by_seed), sep="\n")
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
