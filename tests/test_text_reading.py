@@ -11,7 +11,8 @@ from monitor.cluster import ClusterParams, Doc
 from monitor.cluster.features import (
     _YEAR,
     _entities,
-    _names_only,
+    _name_in,
+    _name_test,
     _numbers,
     _sublinear,
     _title_is_caps,
@@ -50,8 +51,9 @@ def reference(doc: Doc, written_lower: dict[str, int], written_cap: dict[str, in
     n_words = len(text.split())
     lower, cap = case_usage(ent_src)
     ents = _entities(ent_src)
-    if n_words >= PARAMS.long_text_words:
-        ents = _names_only(ents, lower, cap, PARAMS.entity_lowercase_ratio, written_lower, written_cap)
+    if n_words >= PARAMS.long_text_words:  # each entity tested on its own, as the names were kept before
+        is_name = _name_test(lower, cap, PARAMS.entity_lowercase_ratio, written_lower, written_cap)
+        ents = [kept for e in ents if (kept := _name_in(e, is_name)) is not None]
     sig = index.signature(text if n_words >= 20 else full)
     return (list(_sublinear(_words(full)).items()), list(_sublinear(_words(title)).items()),
             list(_sublinear(ents).items()), list(_sublinear(_numbers(full)).items()),
