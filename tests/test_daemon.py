@@ -536,15 +536,8 @@ def test_while_a_poll_hangs_the_daemon_still_places_what_others_stored(tmp_path:
     stop = threading.Event()
     thread = _daemon_in_thread(settings, stop)
     db = tmp_path / "monitor.db"
-
-    def placed() -> int:
-        try:
-            return len(query(db, "SELECT id FROM articles WHERE cluster_id IS NOT NULL"))
-        except sqlite3.OperationalError:  # not created yet
-            return 0
-
     try:
-        assert wait_for(lambda: placed() == 2, timeout=30), article_urls(db)
+        assert wait_for(lambda: _placed(db) == 2, timeout=30), article_urls(db)
         assert feed_row(db, server.url("/hanging.xml"))["last_fetched"] is None  # still in flight
     finally:
         stop.set()
