@@ -115,8 +115,11 @@ def test_sighup_applies_keywords_and_feeds_and_an_invalid_edit_keeps_the_old_con
     assert daemon.logged("config reloaded: 2 feeds (2 added, 1 removed, 0 changed), 0 alert rules, 1 keywords")
     assert wait_for(lambda: stored(db, server, "ferry strike") and stored(db, server, "school budget"),
                     timeout=10), daemon.lines
-    flagged = [json.loads(r["keywords"] or "[]") for r in query(db, "SELECT keywords FROM clusters")]
-    assert ["ferry strike"] in flagged  # the new keyword applied to the cluster stored after the reload
+    def flagged() -> list[list[str]]:
+        return [json.loads(r["keywords"] or "[]") for r in query(db, "SELECT keywords FROM clusters")]
+
+    # The new keyword applied to the cluster stored after the reload (once placed: articles are stored first).
+    assert wait_for(lambda: ["ferry strike"] in flagged(), timeout=10), flagged()
 
     polled_a, polled_c = server.hits["/a.xml"], server.hits["/c.xml"]
     assert wait_for(lambda: server.hits["/c.xml"] >= polled_c + 2, timeout=10), server.hits
