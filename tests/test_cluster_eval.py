@@ -15,11 +15,24 @@ from bench.cluster_eval import (  # noqa: E402
     _ordered,
     bcubed,
     evaluate,
+    event_losses,
     load_ecb,
     pairwise,
     reference_kmeans,
 )
 from monitor.cluster import ClusterParams  # noqa: E402
+
+
+def test_event_losses_add_up_to_what_bcubed_loses() -> None:
+    gold = ["a", "a", "a", "b", "b", "c"]
+    pred = [1, 1, 2, 2, 2, 3]  # event a split in two, one of its reports joined to b
+    losses = event_losses(pred, gold)
+    p, r, _ = bcubed(pred, gold)
+    assert sum(lp for lp, _ in losses.values()) == pytest.approx(1 - p)
+    assert sum(lr for _, lr in losses.values()) == pytest.approx(1 - r)
+    assert losses["c"] == (0.0, 0.0)
+    assert losses["a"][1] > 0 and losses["b"][1] == 0.0  # only a is split
+    assert losses["b"][0] > 0  # b's reports share their cluster with one of a's
 
 
 def test_bcubed_and_pairwise() -> None:
