@@ -147,12 +147,14 @@ def load_uci(data: Path) -> list[Item]:
 # --------------------------------------------------------------------------- metrics
 
 
+def _tallies(pred: Sequence[int], gold: Sequence[str]) -> tuple[int, Counter, Counter, Counter]:
+    """Items, (cluster, event) co-occurrences, cluster sizes and event sizes: what B-cubed is computed from."""
+    return len(pred), Counter(zip(pred, gold, strict=True)), Counter(pred), Counter(gold)
+
+
 def bcubed(pred: Sequence[int], gold: Sequence[str]) -> tuple[float, float, float]:
     """B-cubed precision, recall, F1 (per-item averages), computed from co-occurrence counts."""
-    n = len(pred)
-    joint = Counter(zip(pred, gold, strict=True))
-    psize = Counter(pred)
-    gsize = Counter(gold)
+    n, joint, psize, gsize = _tallies(pred, gold)
     p = sum(c * c / psize[k] for (k, _), c in joint.items()) / n
     r = sum(c * c / gsize[g] for (_, g), c in joint.items()) / n
     f = 2 * p * r / (p + r) if p + r else 0.0
@@ -163,10 +165,7 @@ def event_losses(pred: Sequence[int], gold: Sequence[str]) -> dict[str, tuple[fl
     """Each gold event's share of the B-cubed precision and recall lost: summed over the events, the two
     parts are ``1 - P`` and ``1 - R``. A report loses precision for the others' reports in its cluster
     (counted to its own event) and recall for its event's reports in other clusters."""
-    n = len(pred)
-    joint = Counter(zip(pred, gold, strict=True))
-    psize = Counter(pred)
-    gsize = Counter(gold)
+    n, joint, psize, gsize = _tallies(pred, gold)
     out: dict[str, tuple[float, float]] = {}
     for (k, g), c in joint.items():
         p, r = out.get(g, (0.0, 0.0))
@@ -411,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results, losses = [], {}
         for k in range(args.seeds):
             items = _ordered(base, args.order, args.seed + k)[: args.limit]
-            results.append(evaluate("ecb", items, params, args.direct, batch=args.batch, losses=losses))
+            results.append(evaluate("ecb", items, params, args.direct, batch=args.batch,
+                                    losses=losses if args.losses else None))
         if args.seeds > 1:
             f1s = [r["f1"] for r in results]
             print(
