@@ -346,10 +346,10 @@ def reference_kmeans(items: Sequence[Item], seeds: int = 5) -> list[float]:
     return [bcubed(list(KMeans(k, n_init=10, random_state=s).fit_predict(x)), gold)[2] for s in range(seeds)]
 
 
-def _worst(losses: dict[str, list[float]], k: int, orders: int) -> list[str]:
+def worst_events(losses: dict[str, list[float]], k: int, orders: int) -> list[str]:
     """The ``k`` events with the most lost precision and recall together, as lines (means over ``orders``)."""
     ranked = sorted(losses.items(), key=lambda kv: (-sum(kv[1]), kv[0]))[:k]
-    return [f"ecb   loss {event:<12} P {p / orders:.4f} R {r / orders:.4f}" for event, (p, r) in ranked]
+    return [f"loss {event:<12} P {p / orders:.4f} R {r / orders:.4f}" for event, (p, r) in ranked]
 
 
 def _ordered(items: list[Item], order: str, seed: int) -> list[Item]:
@@ -418,8 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"ecb   F1 over {len(f1s)} orders: mean={statistics.mean(f1s):.4f} "
                 f"min={min(f1s):.4f} max={max(f1s):.4f}"
             )
-        for line in _worst(losses, args.losses, args.seeds):
-            print(line)
+        for line in worst_events(losses, args.losses, args.seeds):
+            print(f"ecb   {line}")
         if args.fifths:
             _by_fifths(base, args, params)
         if args.reference:

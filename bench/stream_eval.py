@@ -53,7 +53,7 @@ from ruamel.yaml import YAML
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.cluster_eval import DEFAULT_DATA, Item, bcubed, load_ecb, run_direct  # noqa: E402
+from bench.cluster_eval import DEFAULT_DATA, Item, bcubed, event_losses, load_ecb, run_direct, worst_events  # noqa: E402
 from bench.stream_site import Newsroom, Report, plan_reports  # noqa: E402
 from monitor.cluster import ClusterParams  # noqa: E402
 from monitor.dedup import canonical_url  # noqa: E402
@@ -69,6 +69,7 @@ class Options:
     seed: int = 0
     timeout: float = 900.0  # seconds for one pass, or for the daemon to store everything
     concurrency: int = 16  # feeds in flight; their results are stored in the order they complete
+    losses: int = 0  # name this many events that lose the most precision and recall
 
 
 @dataclass(frozen=True)
@@ -270,8 +271,10 @@ def cluster_of_url(database: Path) -> dict[str, int]:
     return out
 
 
-def score(order: str, room: Newsroom, database: Path, seconds: float, notes: Sequence[str] = ()) -> Score:
-    """B-cubed over the stored reports; reports not stored are counted, not scored."""
+def score(order: str, room: Newsroom, database: Path, seconds: float, notes: Sequence[str] = (),
+          losses: int = 0) -> Score:
+    """B-cubed over the stored reports; reports not stored are counted, not scored. With ``losses``,
+    the notes end with that many events that lose the most (``cluster_eval.event_losses``)."""
     found = cluster_of_url(database) if database.exists() else {}
     pred, gold = [], []
     for report in room.reports:
@@ -281,6 +284,9 @@ def score(order: str, room: Newsroom, database: Path, seconds: float, notes: Seq
             pred.append(cluster)
             gold.append(report.item.gold)
     p, r, f = bcubed(pred, gold) if pred else (0.0, 0.0, 0.0)
+    if losses and pred:
+        lost = {event: list(parts) for event, parts in event_losses(pred, gold).items()}
+        notes = [*notes, *worst_events(lost, losses, 1)]
     return Score(order, p, r, f, len(set(pred)), len({rep.item.gold for rep in room.reports}), len(pred),
                  len(room.reports), seconds, tuple(notes))
 
@@ -334,7 +340,7 @@ def run_order(order: str, room: Newsroom, folder: Path, options: Options) -> Sco
     database = folder / "monitor.db"
     if database.exists():
         notes += diagnostics(room, database)
-    return score(order, room, database, seconds, notes)
+    return score(order, room, database, seconds, notes, options.losses)
 
 
 # --------------------------------------------------------------------------- without the daemon
@@ -386,6 +392,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="keep each scenario's config and database here (under seed-N/ORDER)")
     ap.add_argument("--direct", type=int, default=0, metavar="N",
                     help="instead: N date seeds streamed into the clusterer alone (in-order, reverse, shuffled)")
+    ap.add_argument("--losses", type=int, default=0, metavar="K",
+                    help="after each order, the K events that lose the most B-cubed precision and recall")
     args = ap.parse_args(argv)
     unknown = set(args.orders.split(",")) - set(ORDERS)
     if unknown:
@@ -396,7 +404,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 def run_seed(items: Sequence[Item], args: argparse.Namespace, seed: int) -> list[Score]:
     """Every order of ``args.orders`` on one date seed's plan, each on a fresh folder."""
     reports = plan_reports(items, outlets=args.outlets, days=args.days, seed=seed)
-    options = Options(step=args.step, seed=seed, concurrency=args.concurrency)
+    options = Options(step=args.step, seed=seed, concurrency=args.concurrency, losses=args.losses)
     print(f"stream: seed {seed}, {len(reports)} reports of {len({r.item.gold for r in reports})} events, "
           f"{args.outlets} outlets, {min(r.published for r in reports):%Y-%m-%d} to "
           f"{max(r.published for r in reports):%Y-%m-%d}, "

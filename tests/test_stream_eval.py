@@ -59,7 +59,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def scores(folder: Path) -> dict[str, Score]:
     """The orders at once, each against its own outlets (what a feed lists is per scenario): a third of the time."""
-    options = Options(step=5, timeout=120, concurrency=1)
+    options = Options(step=5, timeout=120, concurrency=1, losses=len(TOPICS) * 2)
     reports = _reports()
 
     def run(order: str, first_host: int) -> Score:
@@ -116,6 +116,16 @@ def test_every_page_is_stored_and_in_order_arrival_clusters_well(scores: dict[st
     # memory, reverse gave F1 0.772 (29 clusters). Floors a little below in-order's.
     assert in_order.f1 >= 0.87, in_order.line()
     assert in_order.precision >= 0.97 and reverse.precision >= 0.97, reverse.line()
+
+
+def test_the_events_named_as_losing_account_for_all_that_is_lost(scores: dict[str, Score]) -> None:
+    """With ``losses`` at the number of events, the notes name every event once, and what they say each
+    loses adds up to what B-cubed lost (4 places each)."""
+    in_order = scores["in-order"]  # (bench/cluster_eval.py's test checks the sums on losses that are not zero)
+    lines = [note.split() for note in in_order.notes if note.startswith("loss ")]
+    assert len({line[1] for line in lines}) == len(lines) == len(TOPICS) * 2, in_order.notes
+    assert sum(float(line[3]) for line in lines) == pytest.approx(1 - in_order.precision, abs=1e-3)
+    assert sum(float(line[5]) for line in lines) == pytest.approx(1 - in_order.recall, abs=1e-3)
 
 
 def test_reverse_arrival_clusters_about_as_well_as_in_order(scores: dict[str, Score]) -> None:
