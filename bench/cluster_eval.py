@@ -38,7 +38,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -346,7 +346,7 @@ def reference_kmeans(items: Sequence[Item], seeds: int = 5) -> list[float]:
     return [bcubed(list(KMeans(k, n_init=10, random_state=s).fit_predict(x)), gold)[2] for s in range(seeds)]
 
 
-def worst_events(losses: dict[str, list[float]], k: int, orders: int) -> list[str]:
+def worst_events(losses: Mapping[str, Sequence[float]], k: int, orders: int) -> list[str]:
     """The ``k`` events with the most lost precision and recall together, as lines (means over ``orders``)."""
     ranked = sorted(losses.items(), key=lambda kv: (-sum(kv[1]), kv[0]))[:k]
     return [f"loss {event:<12} P {p / orders:.4f} R {r / orders:.4f}" for event, (p, r) in ranked]

@@ -285,8 +285,7 @@ def score(order: str, room: Newsroom, database: Path, seconds: float, notes: Seq
             gold.append(report.item.gold)
     p, r, f = bcubed(pred, gold) if pred else (0.0, 0.0, 0.0)
     if losses and pred:
-        lost = {event: list(parts) for event, parts in event_losses(pred, gold).items()}
-        notes = [*notes, *worst_events(lost, losses, 1)]
+        notes = [*notes, *worst_events(event_losses(pred, gold), losses, 1)]
     return Score(order, p, r, f, len(set(pred)), len({rep.item.gold for rep in room.reports}), len(pred),
                  len(room.reports), seconds, tuple(notes))
 
