@@ -175,10 +175,8 @@ def event_losses(pred: Sequence[int], gold: Sequence[str]) -> dict[str, tuple[fl
 
 def pairwise(pred: Sequence[int], gold: Sequence[str]) -> tuple[float, float]:
     """Pairwise precision and recall over all same-cluster pairs."""
-    joint = Counter(zip(pred, gold, strict=True))
-    same_both = sum(c * (c - 1) / 2 for c in joint.values())
-    same_pred = sum(c * (c - 1) / 2 for c in Counter(pred).values())
-    same_gold = sum(c * (c - 1) / 2 for c in Counter(gold).values())
+    _, joint, psize, gsize = _tallies(pred, gold)
+    same_both, same_pred, same_gold = (sum(c * (c - 1) / 2 for c in tally.values()) for tally in (joint, psize, gsize))
     precision = same_both / same_pred if same_pred else 1.0
     recall = same_both / same_gold if same_gold else 1.0
     return precision, recall
