@@ -24,6 +24,8 @@ Arrival orders:
 - ``daemon``: ``newsmonitor run`` with a third of the feeds; the rest are added with
   ``newsmonitor feeds add`` while it runs, which it picks up without a restart (live
   reload); stopped with SIGTERM once every page is stored.
+- ``recluster``: the ``daemon`` scenario, then ``newsmonitor recluster`` on its database,
+  which places every article again in publication order.
 
 Needs ``../shared/data/ecb-plus``; without it, says so and exits 0.
 """
@@ -58,7 +60,7 @@ from bench.stream_site import Newsroom, Report, plan_reports  # noqa: E402
 from monitor.cluster import ClusterParams  # noqa: E402
 from monitor.dedup import canonical_url  # noqa: E402
 
-ORDERS = ("in-order", "reverse", "shuffled", "daemon")
+ORDERS = ("in-order", "reverse", "shuffled", "daemon", "recluster")
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,12 @@ def scenario_daemon(room: Newsroom, folder: Path, options: Options) -> list[str]
             f"exit code after SIGTERM: {code}"]
 
 
+def scenario_recluster(room: Newsroom, folder: Path, options: Options) -> list[str]:
+    """The daemon scenario, then ``newsmonitor recluster`` on its database once the daemon has stopped."""
+    notes = scenario_daemon(room, folder, options)
+    return [*notes, cli(folder / "monitor.yaml", "recluster").splitlines()[-1]]
+
+
 # --------------------------------------------------------------------------- scoring
 
 
@@ -333,6 +341,8 @@ def run_order(order: str, room: Newsroom, folder: Path, options: Options) -> Sco
         notes = scenario_single_pass(room, folder, options, shuffled=order == "shuffled")
     elif order == "daemon":
         notes = scenario_daemon(room, folder, options)
+    elif order == "recluster":
+        notes = scenario_recluster(room, folder, options)
     else:
         raise ValueError(f"unknown order {order!r} (known: {', '.join(ORDERS)})")
     seconds = time.monotonic() - started

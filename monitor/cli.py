@@ -376,6 +376,27 @@ def clusters(ctx: click.Context, limit: int, since: str | None, as_json: bool, a
                    f"last seen {row['last_seen']}: {row['title']}{flag}")
 
 
+@cli.command()
+@click.pass_context
+@_fail_cleanly
+def recluster(ctx: click.Context) -> None:
+    """Place every stored article again, in publication order, with the config's cluster settings."""
+    from monitor.recluster import readable_articles
+    from monitor.recluster import recluster as place_again
+
+    settings = _settings(ctx)
+    with InstanceLock(settings.database), Store.open(settings.database) as store:
+        total = readable_articles(store)
+        bar = click.progressbar(length=total, label="placing again", file=sys.stderr) if _on_terminal() else None
+        with bar or nullcontext():
+            done = place_again(store, settings.cluster, keywords=settings.keywords,
+                               on_placed=(lambda: bar.update(1)) if bar else (lambda: None))
+    counts = done.counts
+    click.echo(f"placed {done.articles} articles again: {done.stories_before} stories before, "
+               f"{done.stories_after} now ({done.kept_numbers} kept their number); "
+               f"{counts.duplicates} near-duplicates, {counts.splits} splits, {counts.merges} merges")
+
+
 def _since(value: str) -> timedelta:
     try:
         return parse_since(value)

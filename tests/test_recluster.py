@@ -1,0 +1,161 @@
+"""``newsmonitor recluster``: every stored article placed again, in publication order, as one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cluster_eval import DEFAULT_DATA, load_ecb
+from bench.stream_site import plan_reports
+from monitor.cli import cli
+from monitor.cluster import ClusterParams
+from monitor.ingest import build_clusterer, store_article
+from monitor.lock import InstanceLock
+from monitor.models import Article
+from monitor.pipeline import settle
+from monitor.recluster import recluster
+from monitor.store import Store, now_iso
+from tests.conftest import write_config
+
+LATE_OUTLETS = 3  # outlets 0-2 are the feeds added late, their month of history read after the others'
+
+
+def _stream() -> list[tuple[Article, int]]:
+    """ECB+ dev topics 9-16 dated over a month (date seed 0) with their outlets, in publication order. With
+    outlets 0-2 read after the month of the others, these topics come out in other stories (14 against 17)."""
+    if not (DEFAULT_DATA / "ecb-plus" / "ECB+").is_dir():
+        pytest.skip(f"ECB+ data not present under {DEFAULT_DATA}")
+    reports = sorted(plan_reports(load_ecb(DEFAULT_DATA, range(9, 17)), outlets=10, days=30, seed=0),
+                     key=lambda r: r.published)
+    return [(Article(url=f"https://{r.outlet}.example/{n}", title=r.item.title, text=r.item.text,
+                     source=f"{r.outlet}.example", published=r.published, fetched_at=r.published,
+                     extraction="text-file"), r.outlet) for n, r in enumerate(reports)]
+
+
+def _settled(store: Store, articles: list[Article]) -> None:
+    clusterer = build_clusterer(store, ClusterParams())
+    for article in articles:
+        store_article(store, article)
+    list(settle(store, clusterer, {}, keywords=()))
+
+
+def _with_a_late_feed(store: Store, stream: list[tuple[Article, int]]) -> None:
+    """The other outlets a settle a day, as a daemon polling them all month; then the late outlets' month."""
+    days: dict[object, list[Article]] = {}
+    for article, outlet in stream:
+        if outlet >= LATE_OUTLETS:
+            days.setdefault(article.published.date(), []).append(article)
+    for day in days.values():
+        _settled(store, day)
+    _settled(store, [article for article, outlet in reversed(stream) if outlet < LATE_OUTLETS])
+
+
+def _stories(store: Store) -> set[frozenset[str]]:
+    members: dict[int, set[str]] = {}
+    for url, cluster in store.db.execute("SELECT url, cluster_id FROM articles"):
+        members.setdefault(cluster, set()).add(url)
+    return {frozenset(urls) for urls in members.values()}
+
+
+def _snapshot(store: Store) -> str:
+    """Every row the clusterer and its stories are made of, as one digest."""
+    digest = hashlib.sha256()
+    for sql in ("SELECT id, cluster_id, duplicate_of, cluster_score, cluster_terms, split_from, merged_from "
+                "FROM articles ORDER BY id", "SELECT * FROM clusters ORDER BY id",
+                "SELECT * FROM cluster_docs ORDER BY article_id", "SELECT * FROM cluster_states ORDER BY cluster_id",
+                "SELECT * FROM cluster_keys ORDER BY key, day, cluster_id"):
+        for row in store.db.execute(sql):
+            digest.update(repr(row).encode())
+    return digest.hexdigest()
+
+
+def test_recluster_gives_the_stories_of_one_settle_of_everything(tmp_path: Path) -> None:
+    """A feed whose month is read after the others' is placed after the stories they built; placed again, the
+    store holds what one settle of everything, as stored, gives; a second recluster changes nothing."""
+    stream = _stream()
+    with Store.open(tmp_path / "late.db") as late, Store.open(tmp_path / "at-once.db") as at_once:
+        _with_a_late_feed(late, stream)
+        # The same articles stored in the same order (the same ids), then placed in one settle.
+        _settled(at_once, [a for a, outlet in stream if outlet >= LATE_OUTLETS]
+                 + [a for a, outlet in reversed(stream) if outlet < LATE_OUTLETS])
+        assert _stories(late) != _stories(at_once)
+        done = recluster(late, ClusterParams())
+        assert _stories(late) == _stories(at_once)
+        assert done.articles == len(stream) and done.stories_after == len(_stories(late))
+        again = recluster(late, ClusterParams())
+        assert _stories(late) == _stories(at_once)
+        assert again.kept_numbers == again.stories_after == again.stories_before
+
+
+def test_old_story_numbers_lead_to_their_stories_and_keep_their_alerts(tmp_path: Path) -> None:
+    """Every number that was a story still leads to a live story holding most of its articles, and an alert
+    sent under it counts for that story (it is announced again only when it grows)."""
+    stream = _stream()
+    with Store.open(tmp_path / "m.db") as store:
+        _with_a_late_feed(store, stream)
+        was_in = dict(store.db.execute("SELECT id, cluster_id FROM articles").fetchall())
+        before = sorted(set(was_in.values()))
+        store.record_alerts([{"rule": "watch", "cluster_id": c, "step": 0, "sources_at_alert": 1,
+                              "created": now_iso()} for c in before], watermark=None)
+        recluster(store, ClusterParams(threshold=0.3, join_decision="threshold"))  # other settings, other stories
+        merged = dict(store.db.execute("SELECT id, merged_into FROM clusters WHERE merged_into IS NOT NULL"))
+        now_in = dict(store.db.execute("SELECT id, cluster_id FROM articles").fetchall())
+        assert set(now_in.values()) != set(before)
+        for old in before:
+            live = old
+            while live in merged:
+                live = merged[live]
+            assert live in now_in.values()
+            held = [now_in[a] for a, c in was_in.items() if c == old]
+            if old not in now_in.values():  # a number no story has now: it points at the biggest successor
+                assert held.count(live) == max(held.count(s) for s in set(held))
+            assert ("watch", live) in store.latest_alert_steps([live])
+
+
+def test_an_interrupted_recluster_leaves_everything_as_it_was(tmp_path: Path) -> None:
+    """Ctrl-C (or a crash) half-way: the stories, the articles' places and the clusterer's memory are those
+    from before, and the next pass places a new article against them."""
+    stream = _stream()
+    with Store.open(tmp_path / "m.db") as store:
+        _with_a_late_feed(store, stream[:-1])
+        before, placings = _snapshot(store), 0
+
+        def interrupt() -> None:
+            nonlocal placings
+            placings += 1
+            if placings == 60:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            recluster(store, ClusterParams(), on_placed=interrupt)
+        assert _snapshot(store) == before
+        _settled(store, [stream[-1][0]])
+        assert store.db.execute("SELECT COUNT(*) FROM articles WHERE cluster_id IS NULL").fetchone()[0] == 0
+
+
+def test_articles_whose_text_was_dropped_stay_where_they_were(tmp_path: Path) -> None:
+    """Retention emptied their text: they cannot be read again, so they keep their stories."""
+    stream = _stream()
+    with Store.open(tmp_path / "m.db") as store:
+        _with_a_late_feed(store, stream)
+        store.db.execute("UPDATE articles SET text = NULL WHERE id <= 20")
+        old = dict(store.db.execute("SELECT id, cluster_id FROM articles WHERE id <= 20").fetchall())
+        done = recluster(store, ClusterParams(threshold=0.3, join_decision="threshold"))
+        assert dict(store.db.execute("SELECT id, cluster_id FROM articles WHERE id <= 20").fetchall()) == old
+        assert done.articles == len(stream) - 20
+
+
+def test_the_command_refuses_while_the_daemon_runs_and_reports_what_it_did(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    db = tmp_path / "monitor.db"
+    with Store.open(db) as store:
+        _settled(store, [article for article, _ in _stream()[:40]])
+    with InstanceLock(db):  # this test process plays the running daemon
+        refused = CliRunner().invoke(cli, ["--config", str(config), "recluster"])
+    assert refused.exit_code == 1 and "another newsmonitor is already running" in refused.output
+    done = CliRunner().invoke(cli, ["--config", str(config), "recluster"])
+    assert done.exit_code == 0, done.output
+    assert "placed 40 articles again:" in done.output and "kept their number" in done.output
