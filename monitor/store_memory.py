@@ -8,6 +8,7 @@ so the clusterer's memory and the articles can never disagree after a crash.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from monitor.cluster.decisions import Doc
@@ -81,8 +82,19 @@ class StoredMemory:
             [first_hot_id, since]).fetchall()
         docs = [self._recalled(row) for row in rows]
         clusters = self.cluster_states(sorted({d.cluster_id for d in docs}))
+        if any(d.state is None for d in docs) or not set(clusters) >= {d.cluster_id for d in docs}:
+            docs = self._with_texts(docs)  # the clusterer reads every doc again (``Clusterer._replay``)
         older = db.execute("SELECT EXISTS (SELECT 1 FROM articles WHERE id < ?)", [first_hot_id]).fetchone()[0]
         return Recall(docs, clusters, bool(older))
+
+    def _with_texts(self, docs: list[RecalledDoc]) -> list[RecalledDoc]:
+        """The docs with the texts of those read without (they had a kept state): when some state is
+        missing (stored by an earlier version, or dropped by ``monitor.recluster``), every doc is read again."""
+        texts: dict[int, str] = {}
+        for chunk in _chunks([d.doc.id for d in docs if d.state is not None]):
+            texts.update(self.store.db.execute(
+                f"SELECT id, text FROM articles WHERE id IN ({','.join('?' * len(chunk))})", list(chunk)).fetchall())
+        return [replace(d, doc=replace(d.doc, text=texts[d.doc.id] or "")) if d.doc.id in texts else d for d in docs]
 
     @staticmethod
     def _recalled(row: Sequence[Any]) -> RecalledDoc:

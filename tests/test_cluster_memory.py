@@ -267,3 +267,19 @@ def test_a_daemon_restarted_every_day_decides_as_one_that_never_stopped(tmp_path
             runs.append(_decisions(store))
     assert sum(row[2] is not None for row in runs[0]) >= 5  # copies were linked
     assert runs[1] == runs[0]
+
+
+def test_when_some_kept_states_are_missing_every_recalled_doc_comes_with_its_text(tmp_path: Path) -> None:
+    """Start-up reads every doc again from its text when a state is missing (articles stored by an earlier
+    version, or a story's memory dropped to be placed again): a doc read without its text would be
+    read again as empty."""
+    docs = [doc for _, doc in _stream(SPREAD)][:12]
+    with Store.open(tmp_path / "m.db") as store:
+        _ingest(store, build_clusterer(store, SMALL), docs)
+        memory = StoredMemory(store)
+        assert all(r.state is not None and r.doc.text == "" for r in memory.recall(SMALL.hot_docs, 3).docs)
+        store.db.execute("DELETE FROM cluster_docs WHERE article_id = (SELECT MIN(article_id) FROM cluster_docs)")
+        recalled = memory.recall(SMALL.hot_docs, 3).docs
+        texts = dict(store.db.execute("SELECT id, text FROM articles").fetchall())
+        assert any(r.state is not None for r in recalled)
+        assert all(r.doc.text == texts[r.doc.id] != "" for r in recalled)
