@@ -377,19 +377,21 @@ def clusters(ctx: click.Context, limit: int, since: str | None, as_json: bool, a
 
 
 @cli.command()
+@click.option("--since", help="Only articles published this recently (90m, 12h, 7d); earlier stories stay.")
 @click.pass_context
 @_fail_cleanly
-def recluster(ctx: click.Context) -> None:
+def recluster(ctx: click.Context, since: str | None) -> None:
     """Place every stored article again, in publication order, with the config's cluster settings."""
     from monitor.recluster import readable_articles
     from monitor.recluster import recluster as place_again
 
     settings = _settings(ctx)
+    start = datetime.now(UTC) - _since(since) if since else None
     with InstanceLock(settings.database), Store.open(settings.database) as store:
-        total = readable_articles(store)
+        total = readable_articles(store, start)
         bar = click.progressbar(length=total, label="placing again", file=sys.stderr) if _on_terminal() else None
         with bar or nullcontext():
-            done = place_again(store, settings.cluster, keywords=settings.keywords,
+            done = place_again(store, settings.cluster, since=start, keywords=settings.keywords,
                                on_placed=(lambda: bar.update(1)) if bar else (lambda: None))
     counts = done.counts
     click.echo(f"placed {done.articles} articles again: {done.stories_before} stories before, "

@@ -120,6 +120,21 @@ class ClusterParams(BaseModel):
         "article's own date are its candidates; docs dated this close to the newest date "
         "seen stay in memory.",
     )
+    replace_late: int = Field(
+        20,
+        ge=0,
+        description="Late articles (dated over a day before the newest placed one) that, waiting to be placed "
+        "together, make the writer place again every article from the oldest of them (monitor.recluster): a "
+        "feed added with weeks of history, or back after days down, then gives the stories a first poll of "
+        "every feed would have given. 0: late articles are placed after the stories, as they come.",
+    )
+    replace_late_days: float = Field(
+        31.0,
+        gt=0,
+        description="How far back, in days before the newest placed article, late articles make the writer "
+        "place again (about 10 CPU-ms an article placed again): older ones are placed after the stories, as "
+        "they come.",
+    )
     hot_docs: int = Field(
         5000,
         ge=1,

@@ -65,6 +65,7 @@ from monitor.pipeline import (
     settle,
 )
 from monitor.politeness import RobotsCache
+from monitor.recluster import late_articles, late_since, recluster
 from monitor.settings import FeedConfig, FetchSettings, Settings
 from monitor.store import FeedState, Store, StoreReader
 from monitor.tasks import ReadFor, start_pool_worker, warm_up
@@ -420,7 +421,8 @@ class Engine:
         the polls in flight may still bring (:class:`~monitor.horizon.Horizon`); how many. One transaction
         of a few ms between two looks at the queue."""
         cutoff = self._horizon.cutoff() if self._may_place else NOTHING
-        if cutoff == NOTHING:
+        # Late articles wait for the settle, which may place everything again from them (``late_since``).
+        if cutoff == NOTHING or late_articles(self.runtime.store, self.runtime.clusterer)[0]:
             self._may_place = False
             return 0
         placed = self._count(place_ready(self.runtime.store, self.runtime.clusterer, self._held, self._batch,
@@ -434,8 +436,12 @@ class Engine:
         (:func:`~monitor.pipeline.settle`); how many the batch placed."""
         report, started = self._writing.report, time.monotonic()
         early = self._batch.count
-        placed = early + self._count(settle(self.runtime.store, self.runtime.clusterer, self._held,
-                                            keywords=self.settings.keywords, batch=self._batch))
+        since = late_since(self.runtime.store, self.runtime.clusterer, self.settings.cluster)
+        if since is not None:
+            placed = early + self._place_again(since)
+        else:
+            placed = early + self._count(settle(self.runtime.store, self.runtime.clusterer, self._held,
+                                                keywords=self.settings.keywords, batch=self._batch))
         report.placed += placed
         report.placing += time.monotonic() - started
         self._waiting_since = None
@@ -444,6 +450,19 @@ class Engine:
                 "event": "settle", "articles": placed, "early": early,
                 "duration": round(time.monotonic() - started, 3)})
         return placed
+
+    def _place_again(self, since: datetime) -> int:
+        """Place every article from ``since`` again, with those waiting (``monitor.recluster``), and go on with the
+        clusterer that did; how many of those waiting it placed."""
+        started = time.monotonic()
+        done = recluster(self.runtime.store, self.settings.cluster, since=since, keywords=self.settings.keywords)
+        self.runtime.clusterer, self._batch = done.clusterer, Batch()
+        self._held.clear()
+        log.info("late articles: stories placed again from their date", extra={
+            "event": "recluster", "since": since.isoformat(), "articles": done.articles,
+            "waiting": done.placed - done.articles, "stories_before": done.stories_before,
+            "stories_after": done.stories_after, "duration": round(time.monotonic() - started, 3)})
+        return done.placed - done.articles
 
     def _count(self, outcomes: Iterator[Placed]) -> int:
         """Count what placing did in the pass's report; how many articles it placed."""

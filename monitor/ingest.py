@@ -201,7 +201,7 @@ def rehome_article(store: Store, clusterer: Clusterer, pending: Pending, *,
     with _learning(store, clusterer):
         store.merge_cluster(assignment.merge.absorbed, assignment.cluster_id)
         _store_reasons(store, assignment.merge.reasons)
-        _refresh_with_keywords(store, assignment.cluster_id, keywords)
+        refresh_with_keywords(store, assignment.cluster_id, keywords)
         clusterer.move(pending.article_id, assignment)
     return Rehomed(pending.article_id, assignment.cluster_id, assignment.merge)
 
@@ -227,7 +227,7 @@ def reconsider_article(store: Store, clusterer: Clusterer, pending: Pending, *,
         store.move_articles([pending.article_id], assignment.cluster_id, split_from=left)
         store.set_reasons([(pending.article_id, assignment.score or 0.0, assignment.shared_terms)])
         for cluster_id in (left, assignment.cluster_id):
-            _refresh_with_keywords(store, cluster_id, keywords)
+            refresh_with_keywords(store, cluster_id, keywords)
         clusterer.shift(pending.article_id, assignment)
     return Shifted(pending.article_id, assignment.cluster_id, left)
 
@@ -264,7 +264,7 @@ def _store_placed(store: Store, clusterer: Clusterer, pending: Pending,
     if assignment.merge is not None:
         store.merge_cluster(assignment.merge.absorbed, assignment.cluster_id)
         _store_reasons(store, assignment.merge.reasons)
-        _refresh_with_keywords(store, assignment.cluster_id, keywords)
+        refresh_with_keywords(store, assignment.cluster_id, keywords)
     return doc, assignment
 
 
@@ -279,14 +279,14 @@ def _store_split(store: Store, split: Split, keywords: Sequence[str]) -> None:
     store.move_articles(split.moved, split.new_cluster_id, split_from=split.cluster_id)
     _store_reasons(store, split.reasons)
     for cluster_id in (split.cluster_id, split.new_cluster_id):
-        _refresh_with_keywords(store, cluster_id, keywords)
+        refresh_with_keywords(store, cluster_id, keywords)
 
 
 def _store_reasons(store: Store, reasons: Sequence[Reason]) -> None:
     store.set_reasons([(r.doc_id, r.score, r.shared_terms) for r in reasons])
 
 
-def _refresh_with_keywords(store: Store, cluster_id: int, keywords: Sequence[str]) -> None:
+def refresh_with_keywords(store: Store, cluster_id: int, keywords: Sequence[str]) -> None:
     """Statistics, title and tracked keywords recomputed from what a cluster holds after a revision."""
     found = {k for text in store.cluster_texts(cluster_id) for k in matched_keywords(keywords, text)}
     store.refresh_cluster(cluster_id, keywords=sorted(found), replace_keywords=True)

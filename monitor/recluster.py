@@ -25,73 +25,126 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from monitor.cluster import ClusterParams
-from monitor.ingest import build_clusterer
+from monitor.cluster import Clusterer, ClusterParams
+from monitor.cluster.memory import day_of
+from monitor.ingest import Stored, build_clusterer, refresh_with_keywords
 from monitor.pipeline import Counts, settle
-from monitor.store import Store, now_iso
+from monitor.store import Store, iso, now_iso, parse_iso
 
 
 @dataclass(frozen=True)
 class Reclustered:
-    """What ``recluster`` did: articles placed again, live stories before and after, and how many
-    of those after kept a number they had before."""
+    """What ``recluster`` did: articles placed again, all it placed (with those that waited), live stories
+    before and after, and how many of those after kept a number they had before."""
 
     articles: int
+    placed: int
     stories_before: int
     stories_after: int
     kept_numbers: int
     counts: Counts
+    clusterer: Clusterer
 
 
-def readable_articles(store: Store) -> int:
-    """Articles ``recluster`` places again: those placed before whose text is kept."""
-    return store.db.execute(
-        "SELECT COUNT(*) FROM articles WHERE cluster_id IS NOT NULL AND text IS NOT NULL").fetchone()[0]
+LATE_AFTER = timedelta(days=1)  # feeds polled every half hour and outlets' delays put reports hours behind, not days
 
 
-def recluster(store: Store, params: ClusterParams, *, keywords: Sequence[str] = (),
+def late_articles(store: Store, clusterer: Clusterer) -> tuple[int, datetime | None]:
+    """How many articles waiting to be placed are dated over ``LATE_AFTER`` before the newest placed one, and the
+    date of the oldest of them."""
+    newest = clusterer.newest()
+    if newest is None:
+        return 0, None
+    count, oldest = store.db.execute(
+        "SELECT COUNT(*), MIN(COALESCE(published, fetched_at)) FROM articles "
+        "WHERE cluster_id IS NULL AND COALESCE(published, fetched_at) < ?",
+        [iso(datetime.fromtimestamp(newest, UTC) - LATE_AFTER)]).fetchone()
+    return count, parse_iso(oldest)
+
+
+def late_since(store: Store, clusterer: Clusterer, params: ClusterParams) -> datetime | None:
+    """The date from which the writer should place every article again, before placing what waits: the oldest
+    late article's (``late_articles``), no further back than ``cluster.replace_late_days``; None when fewer than
+    ``cluster.replace_late`` articles are late (they are placed after the stories, as they come).
+
+    Why: the writer places what a pass brings in publication order, but a feed added to a running daemon
+    brings its weeks of history after the stories of the other feeds were built from the same weeks.
+    Placed again from its oldest report, a late feed gives the stories a first poll of every feed gives
+    (the realistic stream's daemon with feeds added while it runs, date seeds 0-8: 0.005-0.009 of F1
+    either way around the first poll before; equal to it now)."""
+    count, oldest = late_articles(store, clusterer)
+    if not params.replace_late or count < params.replace_late or oldest is None:
+        return None
+    newest = datetime.fromtimestamp(clusterer.newest() or 0.0, UTC)
+    return max(oldest, newest - timedelta(days=params.replace_late_days))
+
+
+# Articles placed again: placed before, text kept, and (from a date) placed at that date or after.
+_AGAIN = "cluster_id IS NOT NULL AND text IS NOT NULL AND (:since IS NULL OR COALESCE(published, fetched_at) >= :since)"
+
+
+def readable_articles(store: Store, since: datetime | None = None) -> int:
+    """Articles ``recluster`` places again: those placed before whose text is kept (from ``since``)."""
+    return store.db.execute(f"SELECT COUNT(*) FROM articles WHERE {_AGAIN}", {"since": iso(since)}).fetchone()[0]
+
+
+def recluster(store: Store, params: ClusterParams, *, since: datetime | None = None, keywords: Sequence[str] = (),
               on_placed: Callable[[], None] = lambda: None) -> Reclustered:
-    """Place every article whose text is kept again, in publication order, with ``params``, as one transaction;
-    ``on_placed`` is called after each placing (for a progress bar)."""
+    """Place every article whose text is kept again (those placed at ``since`` or after, if given) in
+    publication order, with ``params``, as one transaction; ``on_placed`` is called after each placing
+    (for a progress bar). The clusterer that placed them is returned, for a writer to go on with."""
     with store.transaction():
         stories_before = store.count_live_clusters()
-        was_in = _forget_places(store)
-        clusterer, counts = build_clusterer(store, params), Counts()
+        was_in = _forget_places(store, since)
+        clusterer, counts, placed = build_clusterer(store, params), Counts(), 0
         for _, outcome in settle(store, clusterer, {}, keywords=keywords):
             counts.count(outcome)
-            on_placed()
-        kept = _point_old_numbers(store, was_in)
-        return Reclustered(len(was_in), stories_before, store.count_live_clusters(), kept, counts)
+            if isinstance(outcome, Stored):
+                placed += 1
+                on_placed()
+        kept = _renumber(store, was_in, keywords)
+        return Reclustered(len(was_in), placed, stories_before, store.count_live_clusters(), kept, counts, clusterer)
 
 
-def _forget_places(store: Store) -> dict[int, int]:
-    """Take every article whose text is kept out of its story, and empty the clusterer's memory; returns
-    where each was (article -> story)."""
-    db = store.db
-    was_in = dict(db.execute(
-        "SELECT id, cluster_id FROM articles WHERE cluster_id IS NOT NULL AND text IS NOT NULL").fetchall())
+def _forget_places(store: Store, since: datetime | None) -> dict[int, int]:
+    """Take the articles to place again out of their stories, and what the clusterer's memory says of those
+    stories; returns where each article was (article -> story).
+
+    From a date, the stories that keep earlier articles keep them, but not their centroids (which held
+    the later ones) nor the index rows of the days placed again: start-up then reads the docs it holds
+    again from their texts (``StoredMemory.recall``), and those stories are found again only through
+    docs still in memory."""
+    db, marks = store.db, {"since": iso(since)}
+    was_in = dict(db.execute(f"SELECT id, cluster_id FROM articles WHERE {_AGAIN}", marks).fetchall())
     db.execute("UPDATE articles SET cluster_id = NULL, duplicate_of = NULL, duplicate_similarity = NULL, "
                "cluster_score = NULL, cluster_terms = NULL, split_from = NULL, merged_from = NULL, "
-               "rescored_at = NULL WHERE cluster_id IS NOT NULL AND text IS NOT NULL")
-    for table in ("cluster_docs", "cluster_states", "cluster_keys"):
-        db.execute(f"DELETE FROM {table}")
-    # Their tracked keywords are found again from what they hold once placed (``refresh_cluster`` adds to them).
-    db.conn.executemany("UPDATE clusters SET keywords = '[]' WHERE id = ?", [(c,) for c in set(was_in.values())])
+               f"rescored_at = NULL WHERE {_AGAIN}", marks)
+    if since is None:
+        for table in ("cluster_docs", "cluster_states", "cluster_keys"):
+            db.execute(f"DELETE FROM {table}")
+    else:
+        db.conn.executemany("DELETE FROM cluster_docs WHERE article_id = ?", [(a,) for a in was_in])
+        db.conn.executemany("DELETE FROM cluster_states WHERE cluster_id = ?", [(c,) for c in set(was_in.values())])
+        db.execute("DELETE FROM cluster_keys WHERE day >= ?", [day_of(since.timestamp())])
     return was_in
 
 
-def _point_old_numbers(store: Store, was_in: dict[int, int]) -> int:
-    """Point each story number that holds nothing now at the story holding most of its articles; returns how
-    many live stories kept a number that was live before."""
+def _renumber(store: Store, was_in: dict[int, int], keywords: Sequence[str]) -> int:
+    """Point each story number that holds nothing now at the story holding most of its articles, and count
+    again what each story touched holds (statistics, title, tracked keywords); returns how many live stories
+    kept a number that was live before."""
     db = store.db
     now_in = dict(db.execute("SELECT id, cluster_id FROM articles WHERE cluster_id IS NOT NULL").fetchall())
     went: dict[int, Counter[int]] = defaultdict(Counter)
     for article_id, old in was_in.items():
         went[old][now_in[article_id]] += 1
-    live = {row[0] for row in db.execute(
-        "SELECT DISTINCT cluster_id FROM articles WHERE cluster_id IS NOT NULL").fetchall()}
+    live = set(now_in.values())
     moved = [(min(c, key=lambda s: (-c[s], s)), now_iso(), old) for old, c in sorted(went.items()) if old not in live]
     db.conn.executemany("UPDATE clusters SET merged_into = ?, size = 0, articles = 0, sources = 0, updated_at = ? "
                         "WHERE id = ?", moved)
+    # A number an article opens again may have been another story's, with that story's tracked keywords.
+    for cluster_id in sorted({now_in[a] for a in was_in} | (live & set(went))):
+        refresh_with_keywords(store, cluster_id, keywords)
     return len(live & set(went))

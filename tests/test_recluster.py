@@ -19,6 +19,9 @@ from monitor.pipeline import settle
 from monitor.recluster import recluster
 from monitor.store import Store, now_iso
 from tests.conftest import write_config
+from tests.feedserver import Entry, FeedServer, recent, story
+from tests.helpers_daemon import config as helper_config
+from tests.helpers_daemon import one_pass, query
 
 LATE_OUTLETS = 3  # outlets 0-2 are the feeds added late, their month of history read after the others'
 
@@ -90,6 +93,32 @@ def test_recluster_gives_the_stories_of_one_settle_of_everything(tmp_path: Path)
         assert again.kept_numbers == again.stories_after == again.stories_before
 
 
+def test_placing_again_from_a_date_leaves_earlier_articles_and_gives_the_stories_of_placing_all_again(
+        tmp_path: Path) -> None:
+    """The late outlets bring only the second half of the month: placed again from their oldest report, the
+    articles before it stay where they are (unless reading them again moves them, as any settle may), and
+    the stories are those of placing every article again."""
+    stream = _stream()
+    middle = stream[len(stream) // 2][0].published
+    late = [(a, o if a.published >= middle else LATE_OUTLETS) for a, o in stream]
+    since = min(a.published for a, o in late if o < LATE_OUTLETS)
+    found = []
+    for name in ("since", "all"):
+        with Store.open(tmp_path / f"{name}.db") as store:
+            _with_a_late_feed(store, late)
+            before = dict(store.db.execute("SELECT id, cluster_id FROM articles WHERE published < ?",
+                                           [since.isoformat()]).fetchall())
+            done = recluster(store, ClusterParams(), since=since if name == "since" else None)
+            if name == "since":
+                assert done.articles == sum(a.published >= since for a, _ in late)
+                after = store.db.execute("SELECT id, cluster_id, split_from IS NOT NULL OR merged_from IS NOT NULL "
+                                         "FROM articles WHERE published < ?", [since.isoformat()]).fetchall()
+                assert all(cluster == before[a] or moved for a, cluster, moved in after)
+                assert sum(cluster == before[a] for a, cluster, _ in after) >= 0.9 * len(after)
+            found.append(_stories(store))
+    assert found[0] == found[1]
+
+
 def test_old_story_numbers_lead_to_their_stories_and_keep_their_alerts(tmp_path: Path) -> None:
     """Every number that was a story still leads to a live story holding most of its articles, and an alert
     sent under it counts for that story (it is announced again only when it grows)."""
@@ -159,3 +188,36 @@ def test_the_command_refuses_while_the_daemon_runs_and_reports_what_it_did(tmp_p
     done = CliRunner().invoke(cli, ["--config", str(config), "recluster"])
     assert done.exit_code == 0, done.output
     assert "placed 40 articles again:" in done.output and "kept their number" in done.output
+
+
+def _harbour(prefix: str, days: range) -> list[Entry]:
+    """Reports of one story a day apart (``days`` ago), newest first as a feed lists them."""
+    return [Entry(f"{prefix}{n}", f"Harbour crane report {n}", story("harbour crane", n), recent(n, hours=24))
+            for n in days]
+
+
+@pytest.mark.parametrize("replace_late", [3, 0])
+def test_a_feed_added_with_older_reports_of_a_story_places_the_story_again(tmp_path: Path,
+                                                                             replace_late: int) -> None:
+    """A pass polls one feed; the next brings a feed added since, whose reports of the same story are older.
+    With ``cluster.replace_late`` at 3 the four late reports make the writer place the story again: it is
+    numbered after its earliest report, as a first poll of both feeds would number it, and the number it
+    had leads there. At 0 they join the story as they come, which keeps the number of its first report read."""
+    with FeedServer() as server:
+        server.feed("/a.xml", _harbour("a", range(0, 4)))
+        server.feed("/b.xml", _harbour("b", range(4, 8)))
+        feeds = [{"url": server.url("/a.xml")}]
+        one_pass(helper_config(tmp_path, feeds, cluster={"replace_late": replace_late}))
+        [first] = query(tmp_path / "monitor.db", "SELECT id FROM articles WHERE url LIKE '%/a3'")
+        one_pass(helper_config(tmp_path, [*feeds, {"url": server.url("/b.xml")}],
+                               cluster={"replace_late": replace_late}))
+    rows = query(tmp_path / "monitor.db", "SELECT url, id, cluster_id FROM articles")
+    assert len(rows) == 8 and len({r["cluster_id"] for r in rows}) == 1
+    [earliest] = [r["id"] for r in rows if r["url"].endswith("/b7")]
+    [story_now] = {r["cluster_id"] for r in rows}
+    if replace_late:
+        assert story_now == earliest
+        [old] = query(tmp_path / "monitor.db", "SELECT merged_into FROM clusters WHERE id = ?", (first["id"],))
+        assert old["merged_into"] == earliest
+    else:
+        assert story_now == first["id"]

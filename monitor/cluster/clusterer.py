@@ -236,6 +236,12 @@ class Clusterer:
         state = self.window.docs.get(doc_id)
         return state.cluster_id if state is not None else None
 
+    def newest(self) -> float | None:
+        """The newest publication time of the docs held (read back from the memory first): an article dated well
+        before it arrives after stories were built without it (``monitor.recluster.late_since``)."""
+        self._recall()
+        return self.window.now
+
     @property
     def live_docs(self) -> int:
         """Docs kept in the time window."""
