@@ -54,7 +54,8 @@ LATE_AFTER = timedelta(days=1)  # feeds polled every half hour and outlets' dela
 def late_articles(store: Store, clusterer: Clusterer) -> tuple[int, datetime | None]:
     """How many articles waiting to be placed are dated over ``LATE_AFTER`` before the newest placed one, and the
     date of the oldest of them."""
-    newest = clusterer.newest()
+    waiting = store.db.execute("SELECT 1 FROM articles WHERE cluster_id IS NULL LIMIT 1").fetchone()
+    newest = clusterer.newest() if waiting else None  # only then: an idle pass never reads the memory back
     if newest is None:
         return 0, None
     count, oldest = store.db.execute(

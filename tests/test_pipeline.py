@@ -70,6 +70,18 @@ def test_second_pass_adds_nothing(tmp_path: Path, seeds_dir: Path) -> None:
     assert store.count("articles") == 2 and store.count("clusters") == 1
 
 
+def test_a_pass_that_stores_nothing_never_reads_the_clusterers_memory(tmp_path: Path, seeds_dir: Path) -> None:
+    """An idle pass (cron's ``run --once --due``, a restart) ends with a settle that looks for late articles;
+    with none waiting, it never reads the memory back (the start-up cost stays that of an empty store)."""
+    settings = load_settings(write_config(tmp_path))
+    with open_runtime(settings) as runtime:
+        run_pass(runtime)
+    with open_runtime(settings) as runtime:
+        report = run_pass(runtime)
+        assert report.seeds.already_stored == 2 and runtime.clusterer.live_docs == 0
+        assert runtime.clusterer.cluster_of(1) is not None and runtime.clusterer.live_docs == 2
+
+
 def test_full_text_search_finds_both_seeds(tmp_path: Path, seeds_dir: Path) -> None:
     store, _ = run_once(write_config(tmp_path))
     hits = list(store.db["articles"].search("Albence"))
