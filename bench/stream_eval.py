@@ -23,7 +23,8 @@ Arrival orders:
   order in the config.
 - ``daemon``: ``newsmonitor run`` with a third of the feeds; the rest are added with
   ``newsmonitor feeds add`` while it runs, which it picks up without a restart (live
-  reload); stopped with SIGTERM once every page is stored.
+  reload); stopped with SIGTERM once every page is stored. The added feeds' months arrive late,
+  and the writer places the stories again from their oldest report (``cluster.replace_late``).
 - ``recluster``: the ``daemon`` scenario, then ``newsmonitor recluster`` on its database,
   which places every article again in publication order.
 

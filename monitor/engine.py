@@ -76,6 +76,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 64  # messages waiting for the writer before the producers are held back
+LATE_WAIT = 10  # settle periods late articles wait for the polls in flight (``Engine.settle``)
 
 
 # -- what the writer is handed ------------------------------------------------------------------
@@ -433,10 +434,16 @@ class Engine:
 
     def settle(self) -> int:
         """Place the stored articles that wait for a cluster and read the batch again
-        (:func:`~monitor.pipeline.settle`); how many the batch placed."""
+        (:func:`~monitor.pipeline.settle`), or place every article again from late ones
+        (:func:`~monitor.recluster.late_since`); how many the batch placed.
+
+        Late articles wait for the polls in flight, up to ``LATE_WAIT`` settle periods: the feeds of
+        an OPML import are polled over minutes, and each settle meanwhile would place the same weeks again."""
         report, started = self._writing.report, time.monotonic()
         early = self._batch.count
         since = late_since(self.runtime.store, self.runtime.clusterer, self.settings.cluster)
+        if since is not None and self.busy() and self.waiting_for() < LATE_WAIT * self.settings.schedule.settle_every:
+            return 0
         if since is not None:
             placed = early + self._place_again(since)
         else:

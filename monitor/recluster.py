@@ -1,11 +1,12 @@
-"""Place every stored article again, from an empty clusterer, in publication order (``newsmonitor recluster``).
+"""Place stored articles again, in publication order: late feeds (the writer) and ``newsmonitor recluster``.
 
 Why: an online clusterer's stories depend on what it had read when each report came. The
 writer places what one pass brings in publication order, and a first poll's month of history
 a day at a time (:func:`monitor.pipeline.place_ready`), but a feed added to a running daemon
 brings its weeks after the stories of the other feeds were built from the same weeks, and a
-change of the ``cluster`` settings applies only to what is placed after it. Placing the
-whole store again gives the stories a first poll of every feed at once would have given.
+change of the ``cluster`` settings applies only to what is placed after it. Placing every
+article again from the oldest late one (``late_since``, the writer's own decision), or every
+article of the store (the command), gives the stories a first poll of every feed would have given.
 
 Story numbers stay where they mean the same thing: a story is numbered after the article that
 opened it, so a story opened by the same article keeps its number, its links and its alerts. An

@@ -6,12 +6,13 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from monitor.engine import open_runtime, run_pass
+from monitor.engine import Engine, open_runtime, run_pass
 from monitor.pipeline import PassReport
 from monitor.settings import load_settings
 from tests.conftest import ROOT, write_config
@@ -78,3 +79,20 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0, every: float 
             return True
         time.sleep(every)
     return condition()
+
+
+def write_until(engine: Engine, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Be the writer (take and apply messages) until ``condition`` holds."""
+    deadline = threading.Event()
+    timer = threading.Timer(timeout, deadline.set)
+    timer.start()
+    try:
+        while not condition():
+            if deadline.is_set():
+                return False
+            message = engine.next_message(timeout=0.05)
+            if message is not None:
+                engine.apply(message)
+        return True
+    finally:
+        timer.cancel()

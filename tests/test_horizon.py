@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from monitor.ingest import earliest_placing
 from monitor.settings import load_settings
 from tests.feedserver import Entry, FeedServer, Request, Response, article_html, recent, story
 from tests.helpers_daemon import config as helper_config
-from tests.helpers_daemon import query
+from tests.helpers_daemon import query, write_until
 
 DAY = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
@@ -55,23 +54,6 @@ def _held(server: FeedServer, entry: Entry, release: threading.Event) -> None:
     server.set(f"/articles/{entry.slug}", route)
 
 
-def _write_until(engine: Engine, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Be the writer (take and apply messages) until ``condition`` holds."""
-    deadline = threading.Event()
-    timer = threading.Timer(timeout, deadline.set)
-    timer.start()
-    try:
-        while not condition():
-            if deadline.is_set():
-                return False
-            message = engine.next_message(timeout=0.05)
-            if message is not None:
-                engine.apply(message)
-        return True
-    finally:
-        timer.cancel()
-
-
 def _placed(db: Path) -> dict[str, int | None]:
     return {r["url"].rsplit("/", 1)[-1]: r["cluster_id"] for r in query(db, "SELECT url, cluster_id FROM articles")}
 
@@ -97,7 +79,7 @@ def test_older_reports_are_placed_while_the_newest_page_is_still_fetched(tmp_pat
             try:
                 assert engine.poll(feed, state)
                 older = {"r1", "r2", "r3"}
-                assert _write_until(engine, lambda: all(_placed(settings.database).get(s) for s in older))
+                assert write_until(engine, lambda: all(_placed(settings.database).get(s) for s in older))
                 assert engine.busy() and "r0" not in _placed(settings.database)  # the newest is still fetched
             finally:
                 release.set()
@@ -127,10 +109,10 @@ def test_nothing_is_placed_before_the_oldest_report_or_a_feed_not_yet_read_arriv
             try:
                 for feed, state in feed_states(runtime.store, settings.feeds):
                     assert engine.poll(feed, state)
-                assert _write_until(engine, lambda: len(_placed(settings.database)) == 3)
+                assert write_until(engine, lambda: len(_placed(settings.database)) == 3)
                 assert engine.place_ready() == 0  # the writer has applied all three: the oldest blocks them
                 release.set()
-                assert _write_until(engine, lambda: len(_placed(settings.database)) == 4)
+                assert write_until(engine, lambda: len(_placed(settings.database)) == 4)
                 assert engine.place_ready() == 0  # the second feed, not read yet, may still list older reports
                 assert set(_placed(settings.database).values()) == {None}
             finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,16 +13,18 @@ from bench.cluster_eval import DEFAULT_DATA, load_ecb
 from bench.stream_site import plan_reports
 from monitor.cli import cli
 from monitor.cluster import ClusterParams
+from monitor.engine import Engine, feed_states, open_runtime
 from monitor.ingest import build_clusterer, store_article
 from monitor.lock import InstanceLock
 from monitor.models import Article
 from monitor.pipeline import settle
 from monitor.recluster import recluster
+from monitor.settings import load_settings
 from monitor.store import Store, now_iso
 from tests.conftest import write_config
 from tests.feedserver import Entry, FeedServer, recent, story
 from tests.helpers_daemon import config as helper_config
-from tests.helpers_daemon import one_pass, query
+from tests.helpers_daemon import one_pass, query, write_until
 
 LATE_OUTLETS = 3  # outlets 0-2 are the feeds added late, their month of history read after the others'
 
@@ -221,3 +224,39 @@ def test_a_feed_added_with_older_reports_of_a_story_places_the_story_again(tmp_p
         assert old["merged_into"] == earliest
     else:
         assert story_now == first["id"]
+
+
+def test_late_articles_wait_for_the_polls_in_flight_to_be_placed_again_once(tmp_path: Path) -> None:
+    """A settle forced while a feed is still being read (``schedule.settle_every``) leaves late articles
+    waiting, so the weeks are placed again once, with every feed of an import, not at each settle."""
+    gate = threading.Event()
+    with FeedServer() as server:
+        server.feed("/a.xml", _harbour("a", range(0, 4)))
+        server.feed("/b.xml", _harbour("b", range(4, 8)))
+        server.feed("/c.xml", [Entry("c0", "Quarry blast", story("quarry blast", 0), recent(200, hours=24))])
+        feed_c = server.route_for("/c.xml")
+        server.set("/c.xml", lambda request: gate.wait(30) and feed_c(request))
+        feeds = [{"url": server.url(f"/{name}.xml")} for name in "abc"]
+        one_pass(helper_config(tmp_path, feeds[:1], cluster={"replace_late": 3}))
+        settings = load_settings(helper_config(tmp_path, feeds, cluster={"replace_late": 3},
+                                               fetch={"timeout": 30, "per_host": 4}))
+        with open_runtime(settings) as runtime, Engine(runtime) as engine:
+            runtime.store.sync_feeds(settings.feeds)
+            try:
+                for feed, state in feed_states(runtime.store, settings.feeds):
+                    engine.poll(feed, state)  # a: nothing new (304)
+                late = {f"b{n}" for n in range(4, 8)}
+                assert write_until(engine, lambda: late <= set(_urls(settings.database)))
+                assert engine.busy() and engine.settle() == 0 and engine.place_ready() == 0
+                assert {_urls(settings.database)[s] for s in late} == {None}
+            finally:
+                gate.set()
+            engine.drain()
+            engine.end_pass("pass")
+    placed = _urls(settings.database)
+    assert None not in placed.values() and placed["a0"] == placed["b7"] != placed["c0"]
+    assert placed["a0"] == query(settings.database, "SELECT id FROM articles WHERE url LIKE '%/b7'")[0]["id"]
+
+
+def _urls(db: Path) -> dict[str, int | None]:
+    return {r["url"].rsplit("/", 1)[-1]: r["cluster_id"] for r in query(db, "SELECT url, cluster_id FROM articles")}
