@@ -145,7 +145,7 @@ def test_a_batch_read_again_moves_reports_that_joined_too_early(tmp_path: Path) 
     assert batch >= one_by_one + 0.005, (batch, one_by_one)
 
 
-def _stories_by_url(store: Store) -> set[frozenset[str]]:
+def stories_by_url(store: Store) -> set[frozenset[str]]:
     members: dict[int, set[str]] = {}
     for url, cluster in store.db.execute("SELECT url, cluster_id FROM articles"):
         members.setdefault(cluster, set()).add(url)
@@ -169,6 +169,6 @@ def test_a_month_in_one_settle_gives_the_stories_of_a_settle_a_day(tmp_path: Pat
                     store_article(store, article)
                 outcomes = list(settle(store, clusterer, {}, keywords=()))
             read_again.append(sum(isinstance(o, Shifted | Rehomed) for _, o in outcomes))
-            found.append(_stories_by_url(store))
+            found.append(stories_by_url(store))
     assert len(found[0]) > 40 and found[1] == found[0]
     assert read_again[1] > 0  # reports of earlier days moved within the month's one settle

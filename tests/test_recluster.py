@@ -25,6 +25,7 @@ from tests.conftest import write_config
 from tests.feedserver import Entry, FeedServer, recent, story
 from tests.helpers_daemon import config as helper_config
 from tests.helpers_daemon import one_pass, query, write_until
+from tests.test_cluster_rehome import stories_by_url
 
 LATE_OUTLETS = 3  # outlets 0-2 are the feeds added late, their month of history read after the others'
 
@@ -59,13 +60,6 @@ def _with_a_late_feed(store: Store, stream: list[tuple[Article, int]]) -> None:
     _settled(store, [article for article, outlet in reversed(stream) if outlet < LATE_OUTLETS])
 
 
-def _stories(store: Store) -> set[frozenset[str]]:
-    members: dict[int, set[str]] = {}
-    for url, cluster in store.db.execute("SELECT url, cluster_id FROM articles"):
-        members.setdefault(cluster, set()).add(url)
-    return {frozenset(urls) for urls in members.values()}
-
-
 def _snapshot(store: Store) -> str:
     """Every row the clusterer and its stories are made of, as one digest."""
     digest = hashlib.sha256()
@@ -87,12 +81,12 @@ def test_recluster_gives_the_stories_of_one_settle_of_everything(tmp_path: Path)
         # The same articles stored in the same order (the same ids), then placed in one settle.
         _settled(at_once, [a for a, outlet in stream if outlet >= LATE_OUTLETS]
                  + [a for a, outlet in reversed(stream) if outlet < LATE_OUTLETS])
-        assert _stories(late) != _stories(at_once)
+        assert stories_by_url(late) != stories_by_url(at_once)
         done = recluster(late, ClusterParams())
-        assert _stories(late) == _stories(at_once)
-        assert done.articles == len(stream) and done.stories_after == len(_stories(late))
+        assert stories_by_url(late) == stories_by_url(at_once)
+        assert done.articles == len(stream) and done.stories_after == len(stories_by_url(late))
         again = recluster(late, ClusterParams())
-        assert _stories(late) == _stories(at_once)
+        assert stories_by_url(late) == stories_by_url(at_once)
         assert again.kept_numbers == again.stories_after == again.stories_before
 
 
@@ -118,7 +112,7 @@ def test_placing_again_from_a_date_leaves_earlier_articles_and_gives_the_stories
                                          "FROM articles WHERE published < ?", [since.isoformat()]).fetchall()
                 assert all(cluster == before[a] or moved for a, cluster, moved in after)
                 assert sum(cluster == before[a] for a, cluster, _ in after) >= 0.9 * len(after)
-            found.append(_stories(store))
+            found.append(stories_by_url(store))
     assert found[0] == found[1]
 
 
