@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import threading
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,23 @@ def _with_a_late_feed(store: Store, stream: list[tuple[Article, int]]) -> None:
     _settled(store, [article for article, outlet in reversed(stream) if outlet < LATE_OUTLETS])
 
 
+@pytest.fixture(scope="module")
+def late_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database that read the late outlets' month after the others' (``_with_a_late_feed``), built once."""
+    path = tmp_path_factory.mktemp("late") / "late.db"
+    with Store.open(path) as store:
+        _with_a_late_feed(store, _stream())
+    return path
+
+
+@pytest.fixture
+def late_store(late_built: Path, tmp_path: Path) -> Iterator[Store]:
+    """A copy of ``late_built`` of the test's own."""
+    shutil.copyfile(late_built, tmp_path / "m.db")
+    with Store.open(tmp_path / "m.db") as store:
+        yield store
+
+
 def _snapshot(store: Store) -> str:
     """Every row the clusterer and its stories are made of, as one digest."""
     digest = hashlib.sha256()
@@ -72,12 +92,11 @@ def _snapshot(store: Store) -> str:
     return digest.hexdigest()
 
 
-def test_recluster_gives_the_stories_of_one_settle_of_everything(tmp_path: Path) -> None:
+def test_recluster_gives_the_stories_of_one_settle_of_everything(late_store: Store, tmp_path: Path) -> None:
     """A feed whose month is read after the others' is placed after the stories they built; placed again, the
     store holds what one settle of everything, as stored, gives; a second recluster changes nothing."""
-    stream = _stream()
-    with Store.open(tmp_path / "late.db") as late, Store.open(tmp_path / "at-once.db") as at_once:
-        _with_a_late_feed(late, stream)
+    stream, late = _stream(), late_store
+    with Store.open(tmp_path / "at-once.db") as at_once:
         # The same articles stored in the same order (the same ids), then placed in one settle.
         _settled(at_once, [a for a, outlet in stream if outlet >= LATE_OUTLETS]
                  + [a for a, outlet in reversed(stream) if outlet < LATE_OUTLETS])
@@ -116,62 +135,57 @@ def test_placing_again_from_a_date_leaves_earlier_articles_and_gives_the_stories
     assert found[0] == found[1]
 
 
-def test_old_story_numbers_lead_to_their_stories_and_keep_their_alerts(tmp_path: Path) -> None:
+def test_old_story_numbers_lead_to_their_stories_and_keep_their_alerts(late_store: Store) -> None:
     """Every number that was a story still leads to a live story holding most of its articles, and an alert
     sent under it counts for that story (it is announced again only when it grows)."""
-    stream = _stream()
-    with Store.open(tmp_path / "m.db") as store:
-        _with_a_late_feed(store, stream)
-        was_in = dict(store.db.execute("SELECT id, cluster_id FROM articles").fetchall())
-        before = sorted(set(was_in.values()))
-        store.record_alerts([{"rule": "watch", "cluster_id": c, "step": 0, "sources_at_alert": 1,
-                              "created": now_iso()} for c in before], watermark=None)
-        recluster(store, ClusterParams(threshold=0.3, join_decision="threshold"))  # other settings, other stories
-        merged = dict(store.db.execute("SELECT id, merged_into FROM clusters WHERE merged_into IS NOT NULL"))
-        now_in = dict(store.db.execute("SELECT id, cluster_id FROM articles").fetchall())
-        assert set(now_in.values()) != set(before)
-        for old in before:
-            live = old
-            while live in merged:
-                live = merged[live]
-            assert live in now_in.values()
-            held = [now_in[a] for a, c in was_in.items() if c == old]
-            if old not in now_in.values():  # a number no story has now: it points at the biggest successor
-                assert held.count(live) == max(held.count(s) for s in set(held))
-            assert ("watch", live) in store.latest_alert_steps([live])
+    store = late_store
+    was_in = dict(store.db.execute("SELECT id, cluster_id FROM articles").fetchall())
+    before = sorted(set(was_in.values()))
+    store.record_alerts([{"rule": "watch", "cluster_id": c, "step": 0, "sources_at_alert": 1,
+                          "created": now_iso()} for c in before], watermark=None)
+    recluster(store, ClusterParams(threshold=0.3, join_decision="threshold"))  # other settings, other stories
+    merged = dict(store.db.execute("SELECT id, merged_into FROM clusters WHERE merged_into IS NOT NULL"))
+    now_in = dict(store.db.execute("SELECT id, cluster_id FROM articles").fetchall())
+    assert set(now_in.values()) != set(before)
+    for old in before:
+        live = old
+        while live in merged:
+            live = merged[live]
+        assert live in now_in.values()
+        held = [now_in[a] for a, c in was_in.items() if c == old]
+        if old not in now_in.values():  # a number no story has now: it points at the biggest successor
+            assert held.count(live) == max(held.count(s) for s in set(held))
+        assert ("watch", live) in store.latest_alert_steps([live])
 
 
-def test_an_interrupted_recluster_leaves_everything_as_it_was(tmp_path: Path) -> None:
+def test_an_interrupted_recluster_leaves_everything_as_it_was(late_store: Store) -> None:
     """Ctrl-C (or a crash) half-way: the stories, the articles' places and the clusterer's memory are those
     from before, and the next pass places a new article against them."""
-    stream = _stream()
-    with Store.open(tmp_path / "m.db") as store:
-        _with_a_late_feed(store, stream[:-1])
-        before, placings = _snapshot(store), 0
+    store = late_store
+    before, placings = _snapshot(store), 0
 
-        def interrupt() -> None:
-            nonlocal placings
-            placings += 1
-            if placings == 60:
-                raise KeyboardInterrupt
+    def interrupt() -> None:
+        nonlocal placings
+        placings += 1
+        if placings == 60:
+            raise KeyboardInterrupt
 
-        with pytest.raises(KeyboardInterrupt):
-            recluster(store, ClusterParams(), on_placed=interrupt)
-        assert _snapshot(store) == before
-        _settled(store, [stream[-1][0]])
-        assert store.db.execute("SELECT COUNT(*) FROM articles WHERE cluster_id IS NULL").fetchone()[0] == 0
+    with pytest.raises(KeyboardInterrupt):
+        recluster(store, ClusterParams(), on_placed=interrupt)
+    assert _snapshot(store) == before
+    article = _stream()[0][0]
+    _settled(store, [replace(article, url=article.url + "-again", text=article.text + " Updated.")])
+    assert store.db.execute("SELECT COUNT(*) FROM articles WHERE cluster_id IS NULL").fetchone()[0] == 0
 
 
-def test_articles_whose_text_was_dropped_stay_where_they_were(tmp_path: Path) -> None:
+def test_articles_whose_text_was_dropped_stay_where_they_were(late_store: Store) -> None:
     """Retention emptied their text: they cannot be read again, so they keep their stories."""
-    stream = _stream()
-    with Store.open(tmp_path / "m.db") as store:
-        _with_a_late_feed(store, stream)
-        store.db.execute("UPDATE articles SET text = NULL WHERE id <= 20")
-        old = dict(store.db.execute("SELECT id, cluster_id FROM articles WHERE id <= 20").fetchall())
-        done = recluster(store, ClusterParams(threshold=0.3, join_decision="threshold"))
-        assert dict(store.db.execute("SELECT id, cluster_id FROM articles WHERE id <= 20").fetchall()) == old
-        assert done.articles == len(stream) - 20
+    stream, store = _stream(), late_store
+    store.db.execute("UPDATE articles SET text = NULL WHERE id <= 20")
+    old = dict(store.db.execute("SELECT id, cluster_id FROM articles WHERE id <= 20").fetchall())
+    done = recluster(store, ClusterParams(threshold=0.3, join_decision="threshold"))
+    assert dict(store.db.execute("SELECT id, cluster_id FROM articles WHERE id <= 20").fetchall()) == old
+    assert done.articles == len(stream) - 20
 
 
 def test_the_command_refuses_while_the_daemon_runs_and_reports_what_it_did(tmp_path: Path) -> None:
