@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
@@ -386,17 +387,18 @@ def recluster(ctx: click.Context, since: str | None) -> None:
     from monitor.recluster import recluster as place_again
 
     settings = _settings(ctx)
-    start = datetime.now(UTC) - _since(since) if since else None
+    start, began = datetime.now(UTC) - _since(since) if since else None, time.process_time()
     with InstanceLock(settings.database), Store.open(settings.database) as store:
         total = readable_articles(store, start)
         bar = click.progressbar(length=total, label="placing again", file=sys.stderr) if _on_terminal() else None
         with bar or nullcontext():
             done = place_again(store, settings.cluster, since=start, keywords=settings.keywords,
                                on_placed=(lambda: bar.update(1)) if bar else (lambda: None))
-    counts = done.counts
+    counts, cpu = done.counts, time.process_time() - began
     click.echo(f"placed {done.articles} articles again: {done.stories_before} stories before, "
                f"{done.stories_after} now ({done.kept_numbers} kept their number); "
-               f"{counts.duplicates} near-duplicates, {counts.splits} splits, {counts.merges} merges")
+               f"{counts.duplicates} near-duplicates, {counts.splits} splits, {counts.merges} merges; "
+               f"{cpu:.1f} CPU-s ({1000 * cpu / max(done.placed, 1):.1f} ms an article)")
 
 
 def _since(value: str) -> timedelta:

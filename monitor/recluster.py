@@ -98,7 +98,7 @@ def recluster(store: Store, params: ClusterParams, *, since: datetime | None = N
     publication order, with ``params``, as one transaction; ``on_placed`` is called after each placing
     (for a progress bar). The clusterer that placed them is returned, for a writer to go on with."""
     with store.transaction():
-        stories_before = store.count_live_clusters()
+        stories_before = _stories(store)
         was_in = _forget_places(store, since)
         clusterer, counts, placed = build_clusterer(store, params), Counts(), 0
         for _, outcome in settle(store, clusterer, {}, keywords=keywords):
@@ -106,8 +106,15 @@ def recluster(store: Store, params: ClusterParams, *, since: datetime | None = N
             if isinstance(outcome, Stored):
                 placed += 1
                 on_placed()
-        kept = _renumber(store, was_in, keywords)
-        return Reclustered(len(was_in), placed, stories_before, store.count_live_clusters(), kept, counts, clusterer)
+        _renumber(store, was_in, keywords)
+        stories_after = _stories(store)
+        return Reclustered(len(was_in), placed, len(stories_before), len(stories_after),
+                           len(stories_after & stories_before), counts, clusterer)
+
+
+def _stories(store: Store) -> set[int]:
+    """The numbers of the stories that hold articles."""
+    return {row[0] for row in store.db.execute("SELECT DISTINCT cluster_id FROM articles WHERE cluster_id IS NOT NULL")}
 
 
 def _forget_places(store: Store, since: datetime | None) -> dict[int, int]:
@@ -133,10 +140,9 @@ def _forget_places(store: Store, since: datetime | None) -> dict[int, int]:
     return was_in
 
 
-def _renumber(store: Store, was_in: dict[int, int], keywords: Sequence[str]) -> int:
+def _renumber(store: Store, was_in: dict[int, int], keywords: Sequence[str]) -> None:
     """Point each story number that holds nothing now at the story holding most of its articles, and count
-    again what each story touched holds (statistics, title, tracked keywords); returns how many live stories
-    kept a number that was live before."""
+    again what each story touched holds (statistics, title, tracked keywords)."""
     db = store.db
     now_in = dict(db.execute("SELECT id, cluster_id FROM articles WHERE cluster_id IS NOT NULL").fetchall())
     went: dict[int, Counter[int]] = defaultdict(Counter)
@@ -149,4 +155,3 @@ def _renumber(store: Store, was_in: dict[int, int], keywords: Sequence[str]) -> 
     # A number an article opens again may have been another story's, with that story's tracked keywords.
     for cluster_id in sorted({now_in[a] for a in was_in} | (live & set(went))):
         refresh_with_keywords(store, cluster_id, keywords)
-    return len(live & set(went))
