@@ -55,15 +55,23 @@ LATE_AFTER = timedelta(days=1)  # feeds polled every half hour and outlets' dela
 def late_articles(store: Store, clusterer: Clusterer) -> tuple[int, datetime | None]:
     """How many articles waiting to be placed are dated over ``LATE_AFTER`` before the newest placed one, and the
     date of the oldest of them."""
-    waiting = store.db.execute("SELECT 1 FROM articles WHERE cluster_id IS NULL LIMIT 1").fetchone()
-    newest = clusterer.newest() if waiting else None  # only then: an idle pass never reads the memory back
+    newest = _newest_placed(store, clusterer)
     if newest is None:
         return 0, None
     count, oldest = store.db.execute(
         "SELECT COUNT(*), MIN(COALESCE(published, fetched_at)) FROM articles "
-        "WHERE cluster_id IS NULL AND COALESCE(published, fetched_at) < ?",
-        [iso(datetime.fromtimestamp(newest, UTC) - LATE_AFTER)]).fetchone()
+        "WHERE cluster_id IS NULL AND COALESCE(published, fetched_at) < ?", [iso(newest - LATE_AFTER)]).fetchone()
     return count, parse_iso(oldest)
+
+
+def _newest_placed(store: Store, clusterer: Clusterer) -> datetime | None:
+    """The newest date placed, no later than now: a feed whose clock runs ahead (dates up to a day after the
+    fetch are kept) must not make every other feed's reports late. None with nothing waiting to be placed:
+    an idle pass never reads the clusterer's memory back."""
+    if store.db.execute("SELECT 1 FROM articles WHERE cluster_id IS NULL LIMIT 1").fetchone() is None:
+        return None
+    newest = clusterer.newest()
+    return None if newest is None else min(datetime.fromtimestamp(newest, UTC), datetime.now(UTC))
 
 
 def late_since(store: Store, clusterer: Clusterer, params: ClusterParams) -> datetime | None:
@@ -77,9 +85,9 @@ def late_since(store: Store, clusterer: Clusterer, params: ClusterParams) -> dat
     (the realistic stream's daemon with feeds added while it runs, date seeds 0-8: 0.005-0.009 of F1
     either way around the first poll before; equal to it now in 9 date seeds of 10)."""
     count, oldest = late_articles(store, clusterer)
-    if not params.replace_late or count < params.replace_late or oldest is None:
+    newest = _newest_placed(store, clusterer)
+    if not params.replace_late or count < params.replace_late or oldest is None or newest is None:
         return None
-    newest = datetime.fromtimestamp(clusterer.newest() or 0.0, UTC)
     return max(oldest, newest - timedelta(days=params.replace_late_days))
 
 

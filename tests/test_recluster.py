@@ -7,6 +7,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from monitor.ingest import build_clusterer, store_article
 from monitor.lock import InstanceLock
 from monitor.models import Article
 from monitor.pipeline import settle
-from monitor.recluster import recluster
+from monitor.recluster import late_articles, recluster
 from monitor.settings import load_settings
 from monitor.store import Store, now_iso
 from tests.conftest import write_config
@@ -268,3 +269,24 @@ def test_late_articles_wait_for_the_polls_in_flight_to_be_placed_again_once(tmp_
 
 def _urls(db: Path) -> dict[str, int | None]:
     return {r["url"].rsplit("/", 1)[-1]: r["cluster_id"] for r in query(db, "SELECT url, cluster_id FROM articles")}
+
+
+def test_a_feed_whose_clock_runs_ahead_does_not_make_the_others_late(tmp_path: Path) -> None:
+    """A report dated 20 hours ahead is kept at that date (up to a day after its fetch is a clock's error,
+    not a lie); today's reports of the other feeds, six hours old, are not late for it."""
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def report(n: int, published: datetime) -> Article:
+        return Article(url=f"https://{n}.example/{n}", title=f"Harbour crane report {n}", text=story("crane", n),
+                       source=f"{n}.example", published=published, fetched_at=now, extraction="text-file")
+
+    with Store.open(tmp_path / "m.db") as store:
+        clusterer = build_clusterer(store, ClusterParams())
+        for article in (report(0, now - timedelta(hours=30)), report(1, now + timedelta(hours=20))):
+            store_article(store, article)
+        list(settle(store, clusterer, {}, keywords=()))
+        for n in range(2, 30):
+            store_article(store, report(n, now - timedelta(hours=6)))
+        assert late_articles(store, clusterer)[0] == 0
+        store_article(store, report(30, now - timedelta(hours=26)))
+        assert late_articles(store, clusterer)[0] == 1
