@@ -387,7 +387,8 @@ def recluster(ctx: click.Context, since: str | None) -> None:
     from monitor.recluster import recluster as place_again
 
     settings = _settings(ctx)
-    start, began = datetime.now(UTC) - _since(since) if since else None, time.process_time()
+    began = time.process_time()
+    start = datetime.now(UTC) - _since(since) if since else None
     with InstanceLock(settings.database), Store.open(settings.database) as store:
         total = readable_articles(store, start)
         bar = click.progressbar(length=total, label="placing again", file=sys.stderr) if _on_terminal() else None

@@ -55,23 +55,7 @@ LATE_AFTER = timedelta(days=1)  # feeds polled every half hour and outlets' dela
 def late_articles(store: Store, clusterer: Clusterer) -> tuple[int, datetime | None]:
     """How many articles waiting to be placed are dated over ``LATE_AFTER`` before the newest placed one, and the
     date of the oldest of them."""
-    newest = _newest_placed(store, clusterer)
-    if newest is None:
-        return 0, None
-    count, oldest = store.db.execute(
-        "SELECT COUNT(*), MIN(COALESCE(published, fetched_at)) FROM articles "
-        "WHERE cluster_id IS NULL AND COALESCE(published, fetched_at) < ?", [iso(newest - LATE_AFTER)]).fetchone()
-    return count, parse_iso(oldest)
-
-
-def _newest_placed(store: Store, clusterer: Clusterer) -> datetime | None:
-    """The newest date placed, no later than now: a feed whose clock runs ahead (dates up to a day after the
-    fetch are kept) must not make every other feed's reports late. None with nothing waiting to be placed:
-    an idle pass never reads the clusterer's memory back."""
-    if store.db.execute("SELECT 1 FROM articles WHERE cluster_id IS NULL LIMIT 1").fetchone() is None:
-        return None
-    newest = clusterer.newest()
-    return None if newest is None else min(datetime.fromtimestamp(newest, UTC), datetime.now(UTC))
+    return _late(store, _newest_placed(store, clusterer))
 
 
 def late_since(store: Store, clusterer: Clusterer, params: ClusterParams) -> datetime | None:
@@ -84,11 +68,30 @@ def late_since(store: Store, clusterer: Clusterer, params: ClusterParams) -> dat
     Placed again from its oldest report, a late feed gives the stories a first poll of every feed gives
     (the realistic stream's daemon with feeds added while it runs, date seeds 0-8: 0.005-0.009 of F1
     either way around the first poll before; equal to it now in 9 date seeds of 10)."""
-    count, oldest = late_articles(store, clusterer)
     newest = _newest_placed(store, clusterer)
+    count, oldest = _late(store, newest)
     if not params.replace_late or count < params.replace_late or oldest is None or newest is None:
         return None
     return max(oldest, newest - timedelta(days=params.replace_late_days))
+
+
+def _newest_placed(store: Store, clusterer: Clusterer) -> datetime | None:
+    """The newest date placed, no later than now: a feed whose clock runs ahead (dates up to a day after the
+    fetch are kept) must not make every other feed's reports late. None with nothing waiting to be placed:
+    an idle pass never reads the clusterer's memory back."""
+    if store.db.execute("SELECT 1 FROM articles WHERE cluster_id IS NULL LIMIT 1").fetchone() is None:
+        return None
+    newest = clusterer.newest()
+    return None if newest is None else min(datetime.fromtimestamp(newest, UTC), datetime.now(UTC))
+
+
+def _late(store: Store, newest: datetime | None) -> tuple[int, datetime | None]:
+    if newest is None:
+        return 0, None
+    count, oldest = store.db.execute(
+        "SELECT COUNT(*), MIN(COALESCE(published, fetched_at)) FROM articles "
+        "WHERE cluster_id IS NULL AND COALESCE(published, fetched_at) < ?", [iso(newest - LATE_AFTER)]).fetchone()
+    return count, parse_iso(oldest)
 
 
 # Articles placed again: placed before, text kept, and (from a date) placed at that date or after.
