@@ -1,4 +1,4 @@
-"""``newsmonitor recluster``: every stored article placed again, in publication order, as one transaction."""
+"""Placing stored articles again, in publication order, in one transaction: late feeds and ``newsmonitor recluster``."""
 
 from __future__ import annotations
 
