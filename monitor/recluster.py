@@ -32,7 +32,7 @@ from monitor.cluster import Clusterer, ClusterParams
 from monitor.cluster.memory import day_of
 from monitor.ingest import Stored, build_clusterer, refresh_with_keywords
 from monitor.pipeline import Counts, settle
-from monitor.store import Store, iso, now_iso, parse_iso
+from monitor.store import Store, iso, parse_iso
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,7 @@ def recluster(store: Store, params: ClusterParams, *, since: datetime | None = N
             if isinstance(outcome, Stored):
                 placed += 1
                 on_placed()
-        _renumber(store, was_in, keywords)
-        stories_after = _stories(store)
+        stories_after = _renumber(store, was_in, keywords)
         return Reclustered(len(was_in), placed, len(stories_before), len(stories_after),
                            len(stories_after & stories_before), counts, clusterer)
 
@@ -151,18 +150,19 @@ def _forget_places(store: Store, since: datetime | None) -> dict[int, int]:
     return was_in
 
 
-def _renumber(store: Store, was_in: dict[int, int], keywords: Sequence[str]) -> None:
-    """Point each story number that holds nothing now at the story holding most of its articles, and count
-    again what each story touched holds (statistics, title, tracked keywords)."""
-    db = store.db
-    now_in = dict(db.execute("SELECT id, cluster_id FROM articles WHERE cluster_id IS NOT NULL").fetchall())
+def _renumber(store: Store, was_in: dict[int, int], keywords: Sequence[str]) -> set[int]:
+    """Point each story number that holds nothing now at the story holding most of its articles, as a merge
+    leaves it, and count again what each story touched holds (statistics, title, tracked keywords); returns
+    the numbers of the stories that hold articles now."""
+    now_in = dict(store.db.execute("SELECT id, cluster_id FROM articles WHERE cluster_id IS NOT NULL").fetchall())
     went: dict[int, Counter[int]] = defaultdict(Counter)
     for article_id, old in was_in.items():
         went[old][now_in[article_id]] += 1
     live = set(now_in.values())
-    moved = [(min(c, key=lambda s: (-c[s], s)), now_iso(), old) for old, c in sorted(went.items()) if old not in live]
-    db.conn.executemany("UPDATE clusters SET merged_into = ?, size = 0, articles = 0, sources = 0, updated_at = ? "
-                        "WHERE id = ?", moved)
+    for old, successors in sorted(went.items()):
+        if old not in live:
+            store.merge_cluster(old, min(successors, key=lambda s: (-successors[s], s)))
     # A number an article opens again may have been another story's, with that story's tracked keywords.
     for cluster_id in sorted({now_in[a] for a in was_in} | (live & set(went))):
         refresh_with_keywords(store, cluster_id, keywords)
+    return live

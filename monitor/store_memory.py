@@ -82,10 +82,9 @@ class StoredMemory:
             [first_hot_id, since]).fetchall()
         docs = [self._recalled(row) for row in rows]
         clusters = self.cluster_states(sorted({d.cluster_id for d in docs}))
-        if any(d.state is None for d in docs) or not set(clusters) >= {d.cluster_id for d in docs}:
-            docs = self._with_texts(docs)  # the clusterer reads every doc again (``Clusterer._replay``)
         older = db.execute("SELECT EXISTS (SELECT 1 FROM articles WHERE id < ?)", [first_hot_id]).fetchone()[0]
-        return Recall(docs, clusters, bool(older))
+        recall = Recall(docs, clusters, bool(older))
+        return recall if recall.complete else replace(recall, docs=self._with_texts(docs))
 
     def _with_texts(self, docs: list[RecalledDoc]) -> list[RecalledDoc]:
         """The docs with the texts of those read without (they had a kept state): when some state is

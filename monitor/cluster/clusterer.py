@@ -427,7 +427,7 @@ class Clusterer:
     def _restore(self, recall: Recall) -> bool:
         """Kept states as they were written; False if some are missing (stored by an
         earlier version), for ``_replay`` to read those texts instead."""
-        if any(r.state is None or r.cluster_id not in recall.clusters for r in recall.docs):
+        if not recall.complete:
             return False
         for cid, blob in recall.clusters.items():  # in the order they were last changed
             self.window.adopt(decode_cluster(cid, blob))

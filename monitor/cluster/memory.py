@@ -50,6 +50,12 @@ class Recall:
     clusters: dict[int, bytes]
     older_stored: bool
 
+    @property
+    def complete(self) -> bool:
+        """Every doc has its kept state and its cluster's: else the clusterer reads every doc again from its
+        text (``Clusterer._replay``), and the store must give the texts of all."""
+        return all(d.state is not None and d.cluster_id in self.clusters for d in self.docs)
+
 
 @dataclass
 class Changes:
