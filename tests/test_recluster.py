@@ -6,7 +6,7 @@ import hashlib
 import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from monitor.pipeline import settle
 from monitor.recluster import late_articles, recluster
 from monitor.settings import load_settings
 from monitor.store import Store, now_iso
+from monitor.store_memory import StoredMemory
 from tests.conftest import write_config
 from tests.feedserver import Entry, FeedServer, recent, story
 from tests.helpers_daemon import config as helper_config
@@ -110,19 +111,36 @@ def test_recluster_gives_the_stories_of_one_settle_of_everything(late_store: Sto
         assert again.kept_numbers == again.stories_after == again.stories_before
 
 
-def test_placing_again_from_a_date_leaves_earlier_articles_and_gives_the_stories_of_placing_all_again(
-        tmp_path: Path) -> None:
-    """The late outlets bring only the second half of the month: placed again from their oldest report, the
-    articles before it stay where they are (unless reading them again moves them, as any settle may), and
-    the stories are those of placing every article again."""
+@dataclass(frozen=True)
+class HalfLate:
+    """A database whose late outlets brought only the second half of the month (from ``since``)."""
+
+    path: Path
+    since: datetime
+    stream: list[tuple[Article, int]]
+
+
+@pytest.fixture(scope="module")
+def half_late(tmp_path_factory: pytest.TempPathFactory) -> HalfLate:
     stream = _stream()
     middle = stream[len(stream) // 2][0].published
     late = [(a, o if a.published >= middle else LATE_OUTLETS) for a, o in stream]
-    since = min(a.published for a, o in late if o < LATE_OUTLETS)
+    path = tmp_path_factory.mktemp("half") / "half.db"
+    with Store.open(path) as store:
+        _with_a_late_feed(store, late)
+    return HalfLate(path, min(a.published for a, o in late if o < LATE_OUTLETS), late)
+
+
+def test_placing_again_from_a_date_leaves_earlier_articles_and_gives_the_stories_of_placing_all_again(
+        half_late: HalfLate, tmp_path: Path) -> None:
+    """The late outlets bring only the second half of the month: placed again from their oldest report, the
+    articles before it stay where they are (unless reading them again moves them, as any settle may), and
+    the stories are those of placing every article again."""
+    late, since = half_late.stream, half_late.since
     found = []
     for name in ("since", "all"):
+        shutil.copyfile(half_late.path, tmp_path / f"{name}.db")
         with Store.open(tmp_path / f"{name}.db") as store:
-            _with_a_late_feed(store, late)
             before = dict(store.db.execute("SELECT id, cluster_id FROM articles WHERE published < ?",
                                            [since.isoformat()]).fetchall())
             done = recluster(store, ClusterParams(), since=since if name == "since" else None)
@@ -134,6 +152,36 @@ def test_placing_again_from_a_date_leaves_earlier_articles_and_gives_the_stories
                 assert sum(cluster == before[a] for a, cluster, _ in after) >= 0.9 * len(after)
             found.append(stories_by_url(store))
     assert found[0] == found[1]
+
+
+def test_after_placing_again_from_a_date_a_restart_reads_kept_state_and_decides_as_if_never_stopped(
+        half_late: HalfLate, tmp_path: Path) -> None:
+    """Placing again from a date drops the centroids of the stories it takes articles from, and writes back
+    those of the stories memory holds: a restart reads every held doc's kept state (no text: all emptied
+    here), and places the reports that come next as the clusterer that placed the articles again does.
+    Stricter settings, from two days into the late feed's weeks, leave 10 held articles in stories that
+    no article placed again rejoins: their centroids are those written back."""
+    params, since = ClusterParams(threshold=0.5, join_decision="threshold"), half_late.since + timedelta(days=2)
+    last = half_late.stream[-1][0].published
+    following = [Article(url=f"https://next.example/{it.key}", title=it.title, text=it.text, source="next.example",
+                         published=last + timedelta(hours=n), fetched_at=last + timedelta(hours=n),
+                         extraction="text-file") for n, it in enumerate(load_ecb(DEFAULT_DATA, [9, 17]))]
+    decisions = []
+    for restart in (False, True):
+        shutil.copyfile(half_late.path, tmp_path / f"{restart}.db")
+        with Store.open(tmp_path / f"{restart}.db") as store:
+            clusterer = recluster(store, params, since=since).clusterer
+            if restart:
+                assert StoredMemory(store).recall(params.hot_docs, params.window_days).complete
+                store.db.execute("UPDATE articles SET text = NULL")
+                clusterer = build_clusterer(store, params)
+            for article in following:
+                store_article(store, article)
+            list(settle(store, clusterer, {}, keywords=()))
+            decisions.append(store.db.execute("SELECT id, cluster_id, duplicate_of, cluster_score FROM articles "
+                                              "ORDER BY id").fetchall())
+    assert len({cluster for _, cluster, _, _ in decisions[0][-len(following):]}) > 1
+    assert decisions[1] == decisions[0]
 
 
 def test_old_story_numbers_lead_to_their_stories_and_keep_their_alerts(late_store: Store) -> None:

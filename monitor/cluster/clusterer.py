@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from monitor.cluster.decisions import Assignment, Doc, Merge, Reason, Split
 from monitor.cluster.features import Features, extract
 from monitor.cluster.joining import FITTED, JoinModel
-from monitor.cluster.memory import Changes, Memory, Recall, cold_candidates, day_of
+from monitor.cluster.memory import Changes, Held, Memory, Recall, cold_candidates, day_of
 from monitor.cluster.persist import decode_cluster, decode_doc, encode_cluster, encode_doc
 from monitor.cluster.revisions import Reviser, leave_out
 from monitor.cluster.scoring import Query, Scorer
@@ -241,6 +241,13 @@ class Clusterer:
         before it arrives after stories were built without it (``monitor.recluster.late_since``)."""
         self._recall()
         return self.window.now
+
+    def held(self) -> Held:
+        """Everything memory holds, encoded for the store (``Held``)."""
+        self._recall()
+        docs = [(d, state.ts, encode_doc(state, self.duplicates.values_of(d))) for d, state in self.window.docs.items()]
+        return Held(docs, [(c.id, max(c.members), c.first_ts, c.last_ts, encode_cluster(c))
+                           for c in self.window.clusters.values()])
 
     @property
     def live_docs(self) -> int:

@@ -70,6 +70,19 @@ class Changes:
     evicted: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Held:
+    """Everything the clusterer holds, encoded for the store (``Clusterer.held``).
+
+    Why: a clusterer that read its docs again from their texts (a store whose kept states of some
+    stories were dropped, ``monitor.recluster`` from a date) holds newer readings than the states
+    the store kept of them; written back, the next start-up reads what it holds instead of every
+    held doc's text, and decides as it would have."""
+
+    docs: list[tuple[int, float, bytes]]  # article id, date, kept state
+    clusters: list[tuple[int, int, float, float, bytes]]  # id, its newest doc's id, first, last, state
+
+
 class Memory(Protocol):
     """The store's side (``monitor.store_memory.StoredMemory``)."""
 
