@@ -246,7 +246,7 @@ class Clusterer:
         """Everything memory holds, encoded for the store (``Held``)."""
         self._recall()
         docs = [(d, state.ts, encode_doc(state, self.duplicates.values_of(d))) for d, state in self.window.docs.items()]
-        return Held(docs, [(c.id, max(c.members), c.first_ts, c.last_ts, encode_cluster(c))
+        return Held(docs, [(c.id, max(c.members, default=c.id), c.first_ts, c.last_ts, encode_cluster(c))
                            for c in self.window.clusters.values()])
 
     @property
