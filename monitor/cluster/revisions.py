@@ -285,14 +285,19 @@ class Reviser:
                 if d not in batch and gap <= EARLIER_DAYS * DAY and s.rows is not None and not w.has_copies(d):
                     found.append((gap, s.ts, d, c))
         found.sort(key=lambda x: x[:3])
-        out = [(ts, d) for _, ts, d, c in found[:UNSETTLED_PER_DOC * len(dated)] if self._may_move(w.docs[d], c, near)]
+        by_id = {c.id: c for c in near}
+        out = [(ts, d) for _, ts, d, c in found[:UNSETTLED_PER_DOC * len(dated)] if self._may_move(w.docs[d], c, by_id)]
         return [d for _, d in sorted(out)]
 
-    def _may_move(self, state: DocState, own: ClusterState, stories: list[ClusterState]) -> bool:
-        """Whether a kept doc scores another of ``stories`` near the join bar and near ``own`` without it.
-        Only stories indexed under one of the doc's keys count: no other is a candidate of a fresh read."""
-        postings = [p for k in state.keys if (p := self.window.postings.get(k))]
-        rivals = [c for c in stories if c is not own and any(c.id in p for p in postings)]
+    def _may_move(self, state: DocState, own: ClusterState, stories: dict[int, ClusterState]) -> bool:
+        """Whether a kept doc scores another of ``stories`` (by id) near the join bar and near ``own`` without it.
+        Only stories indexed under one of the doc's keys count: no other is a candidate of a fresh read.
+
+        The stories are looked up from the doc's postings (at most ``posting_cap`` a key), not the other way
+        round: a first poll of thousands of reports scores hundreds of stories, and testing each against
+        every posting took 9 ms a doc checked (a settle of 959 reports beside 4,000 held: 13 of 30 s)."""
+        indexed = {cid for k in state.keys if (p := self.window.postings.get(k)) for cid in p}
+        rivals = [c for cid in sorted(indexed) if cid != own.id and (c := stories.get(cid)) is not None]
         if not rivals:
             return False
         vectors, idf = kept_vectors(state, self.vocabulary)
