@@ -135,6 +135,13 @@ class ClusterParams(BaseModel):
         "place again (about 10 CPU-ms an article placed again): older ones are placed after the stories, as "
         "they come.",
     )
+    replace_late_max: int = Field(
+        5000,
+        ge=1,
+        description="Most articles placed before that late articles make the writer place again (the newest "
+        "ones): placing again holds the writer, about 10 CPU-ms an article (5,000 about 50 s on a store of "
+        "100,000 at 1,000 a day); late articles older than them are placed after the stories, as they come.",
+    )
     hot_docs: int = Field(
         5000,
         ge=1,

@@ -61,8 +61,10 @@ def late_articles(store: Store, clusterer: Clusterer) -> tuple[int, datetime | N
 
 def late_since(store: Store, clusterer: Clusterer, params: ClusterParams) -> datetime | None:
     """The date from which the writer should place every article again, before placing what waits: the oldest
-    late article's (``late_articles``), no further back than ``cluster.replace_late_days``; None when fewer than
-    ``cluster.replace_late`` articles are late (they are placed after the stories, as they come).
+    late article's (``late_articles``), no further back than ``cluster.replace_late_days`` nor than the
+    ``cluster.replace_late_max`` newest placed articles (``_bounded``); None when fewer than
+    ``cluster.replace_late`` articles are late (they are placed after the stories, as they come), or when the
+    bounds leave none of them to place again.
 
     Why: the writer places what a pass brings in publication order, but a feed added to a running daemon
     brings its weeks of history after the stories of the other feeds were built from the same weeks.
@@ -73,7 +75,20 @@ def late_since(store: Store, clusterer: Clusterer, params: ClusterParams) -> dat
     count, oldest = _late(store, newest)
     if not params.replace_late or count < params.replace_late or oldest is None or newest is None:
         return None
-    return max(oldest, newest - timedelta(days=params.replace_late_days))
+    since = _bounded(store, max(oldest, newest - timedelta(days=params.replace_late_days)), params.replace_late_max)
+    return since if since < newest - LATE_AFTER else None
+
+
+def _bounded(store: Store, since: datetime, most: int) -> datetime:
+    """``since``, or a later date from which at most ``most`` articles are placed again.
+
+    Why: placing again holds the writer (nothing else is stored meanwhile) and grows the write-ahead log;
+    its cost is per article, about 10 CPU-ms whatever the store holds (``bench/replace_scale.py``: 7 days
+    of a store of 100,000 at 1,000 a day, 6,950 articles, 71 CPU-s). A month of a busy store would hold it
+    for minutes at each feed added."""
+    row = store.db.execute(f"SELECT COALESCE(published, fetched_at) AS at FROM articles WHERE {_AGAIN} "
+                           "ORDER BY at DESC LIMIT 1 OFFSET :offset", {"since": iso(since), "offset": most}).fetchone()
+    return since if row is None else max(since, parse_iso(row[0]) + timedelta(seconds=1))  # dates are to the second
 
 
 def _newest_placed(store: Store, clusterer: Clusterer) -> datetime | None:

@@ -22,7 +22,7 @@ from monitor.ingest import build_clusterer, store_article
 from monitor.lock import InstanceLock
 from monitor.models import Article
 from monitor.pipeline import settle
-from monitor.recluster import late_articles, recluster
+from monitor.recluster import late_articles, late_since, readable_articles, recluster
 from monitor.settings import load_settings
 from monitor.store import Store, now_iso
 from monitor.store_memory import StoredMemory
@@ -338,3 +338,29 @@ def test_a_feed_whose_clock_runs_ahead_does_not_make_the_others_late(tmp_path: P
         assert late_articles(store, clusterer)[0] == 0
         store_article(store, report(30, now - timedelta(hours=26)))
         assert late_articles(store, clusterer)[0] == 1
+
+
+def test_late_articles_place_again_at_most_the_newest_replace_late_max_articles(tmp_path: Path) -> None:
+    """Placing again holds the writer for about 10 ms an article: a busy store's month would hold it for
+    minutes. From the oldest late article, but no more than ``replace_late_max`` placed ones (the newest);
+    none at all when those are all within a day of the newest, where no late article is."""
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def report(n: int, published: datetime) -> Article:
+        return Article(url=f"https://{n}.example/{n}", title=f"Harbour crane report {n}", text=story("crane", n),
+                       source=f"{n}.example", published=published, fetched_at=now, extraction="text-file")
+
+    with Store.open(tmp_path / "m.db") as store:
+        clusterer = build_clusterer(store, ClusterParams())
+        placed = [now - timedelta(hours=6 * n) for n in range(40)]  # ten days, newest first
+        for n, when in enumerate(placed):
+            store_article(store, report(n, when))
+        list(settle(store, clusterer, {}, keywords=()))
+        for n in range(40, 60):
+            store_article(store, report(n, now - timedelta(days=8, hours=n - 40)))
+        oldest_late = now - timedelta(days=8, hours=19)
+        assert late_since(store, clusterer, ClusterParams()) == oldest_late
+        assert late_since(store, clusterer, ClusterParams(replace_late_max=10)) == placed[10] + timedelta(seconds=1)
+        assert readable_articles(store, placed[10] + timedelta(seconds=1)) == 10
+        assert late_since(store, clusterer, ClusterParams(replace_late_max=3)) is None  # the newest 3: 12 hours
+        assert late_since(store, clusterer, ClusterParams(replace_late=21)) is None
