@@ -33,7 +33,6 @@ from monitor.cluster.memory import day_of
 from monitor.ingest import Stored, build_clusterer, refresh_with_keywords
 from monitor.pipeline import Counts, settle
 from monitor.store import Store, iso, parse_iso
-from monitor.store_memory import StoredMemory
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,6 @@ def recluster(store: Store, params: ClusterParams, *, since: datetime | None = N
             if isinstance(outcome, Stored):
                 placed += 1
                 on_placed()
-        StoredMemory(store).keep_held(clusterer.held())
         stories_after = _renumber(store, was_in, keywords)
         return Reclustered(len(was_in), placed, len(stories_before), len(stories_after),
                            len(stories_after & stories_before), counts, clusterer)
@@ -150,8 +148,8 @@ def _forget_places(store: Store, since: datetime | None) -> dict[int, int]:
 
     From a date, the stories that keep earlier articles keep them, but not their centroids (which held
     the later ones) nor the index rows of the days placed again: the clusterer that places the articles
-    again reads the docs it holds from their texts (``StoredMemory.recall``), and ``recluster`` then
-    writes back what it holds (``Clusterer.held``); a story that left memory is found again only
+    again assembles those stories from the kept states of the docs it holds (``Clusterer._restore``),
+    as it does at each start-up until they change; a story that left memory is found again only
     through docs still in memory."""
     db, marks = store.db, {"since": iso(since)}
     was_in = dict(db.execute(f"SELECT id, cluster_id FROM articles WHERE {_AGAIN}", marks).fetchall())

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from monitor.cluster.decisions import Doc
-from monitor.cluster.memory import Changes, Held, Recall, RecalledDoc, day_of
+from monitor.cluster.memory import Changes, Recall, RecalledDoc, day_of
 from monitor.store import Store, parse_iso
 
 _DAY = 86400.0
@@ -47,17 +47,6 @@ class StoredMemory:
         db.conn.executemany("INSERT OR IGNORE INTO cluster_keys (key, day, cluster_id) VALUES (?, ?, ?)",
                             changes.keys)
         db.conn.executemany("DELETE FROM cluster_docs WHERE article_id = ?", [(d,) for d in changes.evicted])
-
-    def keep_held(self, held: Held) -> None:
-        """Write what the clusterer holds (``Clusterer.held``) over what the store kept of it (inside the
-        caller's transaction). A story keeps its place in the order of change; one the store had no state
-        of takes its newest doc's."""
-        db = self.store.db.conn
-        db.executemany("INSERT OR REPLACE INTO cluster_docs (article_id, ts, state) VALUES (?, ?, ?)", held.docs)
-        db.executemany(
-            "INSERT INTO cluster_states (cluster_id, seq, first_ts, last_ts, state) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (cluster_id) DO UPDATE SET first_ts = excluded.first_ts, last_ts = excluded.last_ts, "
-            "state = excluded.state", held.clusters)
 
     def forget_before(self, ts: float) -> tuple[int, int]:
         """Drop the index rows of days before ``ts`` and the kept states of clusters last
@@ -98,8 +87,8 @@ class StoredMemory:
         return recall if recall.complete else replace(recall, docs=self._with_texts(docs))
 
     def _with_texts(self, docs: list[RecalledDoc]) -> list[RecalledDoc]:
-        """The docs with the texts of those read without (they had a kept state): when some state is
-        missing (stored by an earlier version, or dropped by ``monitor.recluster``), every doc is read again."""
+        """The docs with the texts of those read without (they had a kept state): when some doc's state is
+        missing (stored by an earlier version), every doc is read again."""
         texts: dict[int, str] = {}
         for chunk in _chunks([d.doc.id for d in docs if d.state is not None]):
             texts.update(self.store.db.execute(

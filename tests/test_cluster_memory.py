@@ -4,6 +4,7 @@ that left memory, and a failed transaction never leaves memory ahead of the stor
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -270,9 +271,8 @@ def test_a_daemon_restarted_every_day_decides_as_one_that_never_stopped(tmp_path
 
 
 def test_when_some_kept_states_are_missing_every_recalled_doc_comes_with_its_text(tmp_path: Path) -> None:
-    """Start-up reads every doc again from its text when a state is missing (articles stored by an earlier
-    version, or a story's memory dropped to be placed again): a doc read without its text would be
-    read again as empty."""
+    """Start-up reads every doc again from its text when a doc's state is missing (articles stored by an
+    earlier version): a doc read without its text would be read again as empty."""
     docs = [doc for _, doc in _stream(SPREAD)][:12]
     with Store.open(tmp_path / "m.db") as store:
         _ingest(store, build_clusterer(store, SMALL), docs)
@@ -283,3 +283,25 @@ def test_when_some_kept_states_are_missing_every_recalled_doc_comes_with_its_tex
         texts = dict(store.db.execute("SELECT id, text FROM articles").fetchall())
         assert any(r.state is not None for r in recalled)
         assert all(r.doc.text == texts[r.doc.id] != "" for r in recalled)
+
+
+def test_a_story_whose_kept_state_was_dropped_is_assembled_from_its_docs_without_their_texts(
+        tmp_path: Path) -> None:
+    """``monitor.recluster`` drops the centroid of a story it takes articles from: start-up builds that story
+    again from the kept states of its docs in memory, reads no text (all emptied here), and places every
+    later article as a clusterer that never stopped."""
+    docs = [doc for _, doc in _stream(SPREAD)]
+    half = 17  # three events, and two reports of the fourth of six, before the restart
+    with Store.open(tmp_path / "straight.db") as store:
+        _ingest(store, build_clusterer(store, ClusterParams()), docs)
+        straight = _decisions(store)
+    with Store.open(tmp_path / "dropped.db") as store:
+        _ingest(store, build_clusterer(store, ClusterParams()), docs[:half])
+        # The stories that later articles join, the one with most articles already first.
+        joined = Counter(cluster for _, cluster, *_ in straight[half:])
+        early = Counter(cluster for _, cluster, *_ in straight[:half] if cluster in joined)
+        [(story, _)] = early.most_common(1)
+        assert store.db.execute("DELETE FROM cluster_states WHERE cluster_id = ?", [story]).rowcount == 1
+        store.db.execute("UPDATE articles SET text = NULL")
+        _ingest(store, build_clusterer(store, ClusterParams()), docs[half:])
+        assert _decisions(store) == straight

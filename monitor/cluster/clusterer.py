@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from monitor.cluster.decisions import Assignment, Doc, Merge, Reason, Split
 from monitor.cluster.features import Features, extract
 from monitor.cluster.joining import FITTED, JoinModel
-from monitor.cluster.memory import Changes, Held, Memory, Recall, cold_candidates, day_of
+from monitor.cluster.memory import Changes, Memory, Recall, cold_candidates, day_of
 from monitor.cluster.persist import decode_cluster, decode_doc, encode_cluster, encode_doc
 from monitor.cluster.revisions import Reviser, leave_out
 from monitor.cluster.scoring import Query, Scorer
@@ -242,13 +242,6 @@ class Clusterer:
         self._recall()
         return self.window.now
 
-    def held(self) -> Held:
-        """Everything memory holds, encoded for the store (``Held``)."""
-        self._recall()
-        docs = [(d, state.ts, encode_doc(state, self.duplicates.values_of(d))) for d, state in self.window.docs.items()]
-        return Held(docs, [(c.id, max(c.members, default=c.id), c.first_ts, c.last_ts, encode_cluster(c))
-                           for c in self.window.clusters.values()])
-
     @property
     def live_docs(self) -> int:
         """Docs kept in the time window."""
@@ -432,21 +425,39 @@ class Clusterer:
         self._version += 1
 
     def _restore(self, recall: Recall) -> bool:
-        """Kept states as they were written; False if some are missing (stored by an
-        earlier version), for ``_replay`` to read those texts instead."""
+        """Kept states as they were written; False if some doc's is missing (stored by an
+        earlier version), for ``_replay`` to read those texts instead.  A story whose kept state
+        was dropped (``monitor.recluster`` from a date) is assembled from its docs' here, as a
+        replay would build it from their texts, at a small part of the cost."""
         if not recall.complete:
             return False
+        decoded = [(r.doc.id, *decode_doc(r.state, r.cluster_id)) for r in recall.docs]  # type: ignore[arg-type]
+        for _, state, _ in decoded:
+            self.vocabulary.count(state.terms)
         for cid, blob in recall.clusters.items():  # in the order they were last changed
             self.window.adopt(decode_cluster(cid, blob))
-        for r in recall.docs:
-            state, values = decode_doc(r.state, r.cluster_id)  # type: ignore[arg-type]
-            self.vocabulary.count(state.terms)
-            self.window.restore(r.doc.id, state)
+        for c in self._assembled([state for _, state, _ in decoded if state.cluster_id not in recall.clusters]):
+            self.window.adopt(c)
+        for doc_id, state, values in decoded:
+            self.window.restore(doc_id, state)
             if values is not None:
-                self.duplicates.insert(r.doc.id, self.duplicates.from_values(values))
+                self.duplicates.insert(doc_id, self.duplicates.from_values(values))
         self.window.take_changes()
         self._evict()
         return True
+
+    def _assembled(self, states: list[DocState]) -> list[ClusterState]:
+        """The stories of ``states`` built from them (centroid, span, index keys), in the order their last doc came."""
+        members: dict[int, list[DocState]] = {}
+        for state in states:
+            members.setdefault(state.cluster_id, []).append(state)
+            members[state.cluster_id] = members.pop(state.cluster_id)  # the last doc's story last
+        out = []
+        for cid, group in members.items():
+            c = self.window.assemble(cid, group)
+            c.keys = {key for state in group for key in state.keys}
+            out.append(c)
+        return out
 
     def _replay(self, recall: Recall) -> None:
         """Read the recalled articles again, as placed, in arrival order."""

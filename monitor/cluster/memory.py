@@ -52,9 +52,10 @@ class Recall:
 
     @property
     def complete(self) -> bool:
-        """Every doc has its kept state and its cluster's: else the clusterer reads every doc again from its
-        text (``Clusterer._replay``), and the store must give the texts of all."""
-        return all(d.state is not None and d.cluster_id in self.clusters for d in self.docs)
+        """Every doc has its kept state: else the clusterer reads every doc again from its text
+        (``Clusterer._replay``), and the store must give the texts of all. A story without its kept
+        state is assembled from its docs' (``Clusterer._restore``)."""
+        return all(d.state is not None for d in self.docs)
 
 
 @dataclass
@@ -68,19 +69,6 @@ class Changes:
     # Docs that left memory: start-up never reads their kept state again (it reads what memory
     # would hold), so the store drops it and keeps only what memory can come back to.
     evicted: list[int] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Held:
-    """Everything the clusterer holds, encoded for the store (``Clusterer.held``).
-
-    Why: a clusterer that read its docs again from their texts (a store whose kept states of some
-    stories were dropped, ``monitor.recluster`` from a date) holds newer readings than the states
-    the store kept of them; written back, the next start-up reads what it holds instead of every
-    held doc's text, and decides as it would have."""
-
-    docs: list[tuple[int, float, bytes]]  # article id, date, kept state
-    clusters: list[tuple[int, int, float, float, bytes]]  # id, its newest doc's id, first, last, state
 
 
 class Memory(Protocol):
