@@ -108,6 +108,16 @@ def leave_out(c: ClusterState, vectors: Vectors, idf: IDF, years: frozenset[str]
     return rest
 
 
+def weighted_keys(keys: Iterable[str], vectors: Vectors, idf: IDF) -> list[tuple[str, float]]:
+    """A kept doc's index keys weighted as ``vectors.salient`` weighs them when it reads the doc (TF-IDF of
+    the body term, or of the entity for an '@' key), under ``idf``."""
+    def weight(key: str) -> float:
+        sig, term = ("ents", key[1:]) if key.startswith("@") else ("body", key)
+        return vectors.get(sig, {}).get(term, 0.0) * idf[sig].get(term, 0.0)
+
+    return [(key, weight(key)) for key in keys]
+
+
 def kept_vectors(state: DocState, vocabulary: Vocabulary) -> tuple[Vectors, IDF]:
     """A kept doc's signal vectors, and the IDF of their terms as it is now."""
     vectors = {sig: dict(zip(terms, weights, strict=True)) for sig, (terms, weights) in state.raw.items()}
@@ -298,9 +308,7 @@ class Reviser:
         stories, and a report checked against all it shared a key with cost 5-9 ms (a settle of 959
         reports beside 4,000 held: 7-13 of 25-30 s), for stories a fresh read never scores."""
         vectors, idf = kept_vectors(state, self.vocabulary)
-        keys = [(k, vectors.get("ents", {}).get(k[1:], 0.0) * idf["ents"].get(k[1:], 0.0) if k.startswith("@")
-                 else vectors.get("body", {}).get(k, 0.0) * idf["body"].get(k, 0.0)) for k in state.keys]
-        rivals = [c for cid in self.scorer.candidates(self.window, keys, state.ts)
+        rivals = [c for cid in self.scorer.candidates(self.window, weighted_keys(state.keys, vectors, idf), state.ts)
                   if cid != own.id and (c := stories.get(cid)) is not None]
         if not rivals:
             return False
