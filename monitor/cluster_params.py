@@ -132,14 +132,14 @@ class ClusterParams(BaseModel):
         31.0,
         gt=0,
         description="How far back, in days before the newest placed article, late articles make the writer "
-        "place again (about 10 CPU-ms an article placed again): older ones are placed after the stories, as "
+        "place again (about 8 CPU-ms an article placed again): older ones are placed after the stories, as "
         "they come.",
     )
     replace_late_max: int = Field(
         5000,
         ge=1,
         description="Most articles placed before that late articles make the writer place again (the newest "
-        "ones): placing again holds the writer, about 10 CPU-ms an article (5,000 about 50 s on a store of "
+        "ones): placing again holds the writer, about 8 CPU-ms an article (5,000 about 40 s on a store of "
         "100,000 at 1,000 a day); late articles older than them are placed after the stories, as they come.",
     )
     hot_docs: int = Field(
