@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -324,15 +325,17 @@ def _urls(db: Path) -> dict[str, int | None]:
     return {r["url"].rsplit("/", 1)[-1]: r["cluster_id"] for r in query(db, "SELECT url, cluster_id FROM articles")}
 
 
+def _crane(n: int, published: datetime, fetched: datetime) -> Article:
+    """Report ``n`` of one story, from an outlet of its own."""
+    return Article(url=f"https://{n}.example/{n}", title=f"Harbour crane report {n}", text=story("crane", n),
+                   source=f"{n}.example", published=published, fetched_at=fetched, extraction="text-file")
+
+
 def test_a_feed_whose_clock_runs_ahead_does_not_make_the_others_late(tmp_path: Path) -> None:
     """A report dated 20 hours ahead is kept at that date (up to a day after its fetch is a clock's error,
     not a lie); today's reports of the other feeds, six hours old, are not late for it."""
     now = datetime.now(UTC).replace(microsecond=0)
-
-    def report(n: int, published: datetime) -> Article:
-        return Article(url=f"https://{n}.example/{n}", title=f"Harbour crane report {n}", text=story("crane", n),
-                       source=f"{n}.example", published=published, fetched_at=now, extraction="text-file")
-
+    report = partial(_crane, fetched=now)
     with Store.open(tmp_path / "m.db") as store:
         clusterer = build_clusterer(store, ClusterParams())
         for article in (report(0, now - timedelta(hours=30)), report(1, now + timedelta(hours=20))):
@@ -346,15 +349,11 @@ def test_a_feed_whose_clock_runs_ahead_does_not_make_the_others_late(tmp_path: P
 
 
 def test_late_articles_place_again_at_most_the_newest_replace_late_max_articles(tmp_path: Path) -> None:
-    """Placing again holds the writer for about 10 ms an article: a busy store's month would hold it for
+    """Placing again holds the writer for about 8 ms an article: a busy store's month would hold it for
     minutes. From the oldest late article, but no more than ``replace_late_max`` placed ones (the newest);
     none at all when those are all within a day of the newest, where no late article is."""
     now = datetime.now(UTC).replace(microsecond=0)
-
-    def report(n: int, published: datetime) -> Article:
-        return Article(url=f"https://{n}.example/{n}", title=f"Harbour crane report {n}", text=story("crane", n),
-                       source=f"{n}.example", published=published, fetched_at=now, extraction="text-file")
-
+    report = partial(_crane, fetched=now)
     with Store.open(tmp_path / "m.db") as store:
         clusterer = build_clusterer(store, ClusterParams())
         placed = [now - timedelta(hours=6 * n) for n in range(40)]  # ten days, newest first
