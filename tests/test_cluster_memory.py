@@ -41,7 +41,7 @@ def _clusters(store: Store) -> list[tuple[int, int]]:
     return [(r["id"], r["cluster_id"]) for r in store.db.query("SELECT id, cluster_id FROM articles ORDER BY id")]
 
 
-def _decisions(store: Store) -> list[tuple[int, int, int | None, float | None]]:
+def decisions(store: Store) -> list[tuple[int, int, int | None, float | None]]:
     """Each article's cluster, the copy it duplicates, and its score: what a decision left."""
     return [tuple(r) for r in store.db.execute(
         "SELECT id, cluster_id, duplicate_of, cluster_score FROM articles ORDER BY id")]
@@ -56,7 +56,7 @@ def test_a_restart_reads_kept_state_not_texts_and_decides_as_if_never_stopped(tm
     with Store.open(tmp_path / "straight.db") as store:
         clusterer = build_clusterer(store, SMALL)
         _ingest(store, clusterer, docs)
-        straight = _decisions(store)
+        straight = decisions(store)
         kept = {row[0] for row in store.db.execute("SELECT article_id FROM cluster_docs")}
     # Only what memory holds keeps its state in the store: the rest is never read again.
     assert kept == {a for a, *_ in straight if clusterer.cluster_of(a) is not None}
@@ -65,7 +65,7 @@ def test_a_restart_reads_kept_state_not_texts_and_decides_as_if_never_stopped(tm
         _ingest(store, build_clusterer(store, SMALL), docs[:half])
         store.db.execute("UPDATE articles SET text = NULL")
         _ingest(store, build_clusterer(store, SMALL), docs[half:])
-        assert _decisions(store) == straight
+        assert decisions(store) == straight
 
 
 def test_a_late_report_finds_its_story_in_the_store_after_it_left_memory(tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ def test_a_transaction_that_fails_after_the_clusterer_learned_leaves_memory_as_t
     docs = [doc for _, doc in _stream(SPREAD)][:12]
     with Store.open(tmp_path / "straight.db") as store:
         _ingest(store, build_clusterer(store, SMALL), docs)
-        straight = _decisions(store)
+        straight = decisions(store)
     with Store.open(tmp_path / "failing.db") as store:
         clusterer = build_clusterer(store, SMALL)
         _ingest(store, clusterer, docs[:3])
@@ -146,7 +146,7 @@ def test_a_transaction_that_fails_after_the_clusterer_learned_leaves_memory_as_t
         store.db.execute("DROP TRIGGER full_disk")
         assert len(list(settle(store, clusterer, {}, keywords=()))) == 1
         _ingest(store, clusterer, docs[4:])
-        assert _decisions(store) == straight
+        assert decisions(store) == straight
 
 
 def test_articles_placed_in_one_transaction_are_rolled_back_and_forgotten_together(tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_articles_placed_in_one_transaction_are_rolled_back_and_forgotten_togeth
         for doc in docs[5:]:
             store_article(store, _article(doc))
         assert len(list(settle(store, clusterer, {}, keywords=()))) >= 3
-        straight = _decisions(store)
+        straight = decisions(store)
     with Store.open(tmp_path / "failing.db") as store:
         clusterer = build_clusterer(store, SMALL)
         _ingest(store, clusterer, docs[:5])
@@ -175,7 +175,7 @@ def test_articles_placed_in_one_transaction_are_rolled_back_and_forgotten_togeth
         assert all(clusterer.cluster_of(article_id) is None for article_id in ids)  # nor does memory
         store.db.execute("DROP TRIGGER full_disk")
         assert len(list(settle(store, clusterer, {}, keywords=()))) >= 3
-        assert _decisions(store) == straight
+        assert decisions(store) == straight
 
 
 def test_a_pass_that_stores_nothing_never_reads_the_memory(tmp_path: Path) -> None:
@@ -265,7 +265,7 @@ def test_a_daemon_restarted_every_day_decides_as_one_that_never_stopped(tmp_path
                 if restart and article.published.date() != day:
                     clusterer, day = build_clusterer(store, ClusterParams()), article.published.date()
                 ingest_article(store, clusterer, article)
-            runs.append(_decisions(store))
+            runs.append(decisions(store))
     assert sum(row[2] is not None for row in runs[0]) >= 5  # copies were linked
     assert runs[1] == runs[0]
 
@@ -294,7 +294,7 @@ def test_a_story_whose_kept_state_was_dropped_is_assembled_from_its_docs_without
     half = 17  # three events, and two reports of the fourth of six, before the restart
     with Store.open(tmp_path / "straight.db") as store:
         _ingest(store, build_clusterer(store, ClusterParams()), docs)
-        straight = _decisions(store)
+        straight = decisions(store)
     with Store.open(tmp_path / "dropped.db") as store:
         _ingest(store, build_clusterer(store, ClusterParams()), docs[:half])
         # The stories that later articles join, the one with most articles already first.
@@ -304,4 +304,4 @@ def test_a_story_whose_kept_state_was_dropped_is_assembled_from_its_docs_without
         assert store.db.execute("DELETE FROM cluster_states WHERE cluster_id = ?", [story]).rowcount == 1
         store.db.execute("UPDATE articles SET text = NULL")
         _ingest(store, build_clusterer(store, ClusterParams()), docs[half:])
-        assert _decisions(store) == straight
+        assert decisions(store) == straight

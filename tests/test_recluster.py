@@ -30,6 +30,7 @@ from tests.conftest import write_config
 from tests.feedserver import Entry, FeedServer, recent, story
 from tests.helpers_daemon import config as helper_config
 from tests.helpers_daemon import one_pass, query, write_until
+from tests.test_cluster_memory import decisions
 from tests.test_cluster_rehome import stories_by_url
 
 LATE_OUTLETS = 3  # outlets 0-2 are the feeds added late, their month of history read after the others'
@@ -167,7 +168,7 @@ def test_placing_again_from_a_date_and_restarting_read_kept_state_and_decide_as_
     following = [Article(url=f"https://next.example/{it.key}", title=it.title, text=it.text, source="next.example",
                          published=last + timedelta(hours=n), fetched_at=last + timedelta(hours=n),
                          extraction="text-file") for n, it in enumerate(load_ecb(DEFAULT_DATA, [9, 17]))]
-    decisions = []
+    runs = []
     for restart in (False, True):
         shutil.copyfile(half_late.path, tmp_path / f"{restart}.db")
         with Store.open(tmp_path / f"{restart}.db") as store:
@@ -183,11 +184,10 @@ def test_placing_again_from_a_date_and_restarting_read_kept_state_and_decide_as_
             for article in following:
                 store_article(store, article)
             list(settle(store, clusterer, {}, keywords=()))
-            decisions.append(store.db.execute("SELECT id, cluster_id, duplicate_of, cluster_score FROM articles "
-                                              "ORDER BY id").fetchall())
-    assert len({cluster for _, cluster, _, _ in decisions[0][-len(following):]}) > 1
-    assert sum(copy is not None for _, _, copy, _ in decisions[0][-len(following):]) >= 5
-    assert decisions[1] == decisions[0]
+            runs.append(decisions(store))
+    assert len({cluster for _, cluster, _, _ in runs[0][-len(following):]}) > 1
+    assert sum(copy is not None for _, _, copy, _ in runs[0][-len(following):]) >= 5
+    assert runs[1] == runs[0]
 
 
 def test_old_story_numbers_lead_to_their_stories_and_keep_their_alerts(late_store: Store) -> None:
