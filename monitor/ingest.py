@@ -189,6 +189,7 @@ class Rehomed:
     article_id: int
     cluster_id: int
     merge: Merge
+    split: Split | None = None  # the story it joined, found then to hold two events
 
 
 def rehome_article(store: Store, clusterer: Clusterer, pending: Pending, *,
@@ -202,8 +203,11 @@ def rehome_article(store: Store, clusterer: Clusterer, pending: Pending, *,
         store.merge_cluster(assignment.merge.absorbed, assignment.cluster_id)
         _store_reasons(store, assignment.merge.reasons)
         refresh_with_keywords(store, assignment.cluster_id, keywords)
+        if assignment.split is not None:
+            _store_split(store, assignment.split, keywords)
         clusterer.move(pending.article_id, assignment)
-    return Rehomed(pending.article_id, assignment.cluster_id, assignment.merge)
+    return Rehomed(pending.article_id, assignment.final_cluster_of(pending.article_id), assignment.merge,
+                   assignment.split)
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,7 @@ class Shifted:
     article_id: int
     cluster_id: int
     left: int
+    split: Split | None = None  # the story it joined, found then to hold two events
 
 
 def reconsider_article(store: Store, clusterer: Clusterer, pending: Pending, *,
@@ -228,8 +233,10 @@ def reconsider_article(store: Store, clusterer: Clusterer, pending: Pending, *,
         store.set_reasons([(pending.article_id, assignment.score or 0.0, assignment.shared_terms)])
         for cluster_id in (left, assignment.cluster_id):
             refresh_with_keywords(store, cluster_id, keywords)
+        if assignment.split is not None:
+            _store_split(store, assignment.split, keywords)
         clusterer.shift(pending.article_id, assignment)
-    return Shifted(pending.article_id, assignment.cluster_id, left)
+    return Shifted(pending.article_id, assignment.final_cluster_of(pending.article_id), left, assignment.split)
 
 
 def article_from_row(row: dict[str, Any]) -> Pending:

@@ -58,10 +58,10 @@ class Counts:
 
     def count(self, outcome: Pending | Stored | Rehomed | Shifted | AlreadyStored | Skipped) -> None:
         """A stored article counts as added; what placing it did counts when it is placed."""
-        if isinstance(outcome, Rehomed):
-            self.merges += 1
-        elif isinstance(outcome, Shifted):
-            self.moves += 1
+        if isinstance(outcome, Rehomed | Shifted):
+            self.merges += isinstance(outcome, Rehomed)
+            self.moves += isinstance(outcome, Shifted)
+            self.splits += outcome.split is not None
         elif isinstance(outcome, Skipped):
             self.skipped += 1
         elif isinstance(outcome, AlreadyStored):

@@ -113,6 +113,15 @@ class StoredMemory:
             [*keys, *days]).fetchall()
         return [(key, cid) for key, cid in rows if cid not in exclude]
 
+    def clusters_in_use(self, ids: Sequence[int]) -> set[int]:
+        """Those of these cluster numbers that some article is in: a split may not name its new part after one."""
+        found: set[int] = set()
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            found.update(cid for (cid,) in self.store.db.execute(
+                f"SELECT DISTINCT cluster_id FROM articles WHERE cluster_id IN ({marks})", list(chunk)))
+        return found
+
     def cluster_states(self, ids: Sequence[int]) -> dict[int, bytes]:
         """Kept states of these clusters (merged-away ones have none), least recently changed first."""
         found: list[tuple[int, int, bytes]] = []

@@ -113,6 +113,22 @@ def test_forgetting_before_a_date_drops_old_stories_and_keeps_what_memory_holds(
         assert dict(_clusters(store))[late_id] == late_id  # a story of its own
 
 
+def test_the_store_tells_which_cluster_numbers_hold_articles(tmp_path: Path) -> None:
+    """What a split asks before naming its new part (``Reviser._free_id``): a number some article is in is
+    taken, whether or not the clusterer holds that story; a story merged away leaves its number free."""
+    stream = _stream({"quake": 25, "vote": 4})
+    with Store.open(tmp_path / "m.db") as store:
+        ids = _ingest(store, build_clusterer(store, SMALL), [doc for _, doc in stream])
+        stories = {cluster for _, cluster in _clusters(store)}
+        assert len(stories) == 2
+        memory = StoredMemory(store)
+        assert memory.clusters_in_use([*ids, 10_000]) == stories
+        gone, into = sorted(stories)
+        with store.transaction():
+            store.merge_cluster(gone, into)
+        assert memory.clusters_in_use(ids) == {into}
+
+
 def test_retention_forgets_the_memory_of_stories_older_than_it(tmp_path: Path) -> None:
     stream = _stream({"quake": 25, "strike": 18, "launch": 0})
     with Store.open(tmp_path / "m.db") as store:

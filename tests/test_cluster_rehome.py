@@ -103,8 +103,9 @@ def test_settles_move_lone_first_reports_into_their_stories(tmp_path: Path) -> N
                     "SELECT id FROM articles WHERE cluster_id = ? AND id != ?",
                     [rehomed.cluster_id, rehomed.article_id]))
                 assert golds.most_common(1)[0][0] == gold_of[rehomed.article_id]
+                joined = rehomed.split.cluster_id if rehomed.split is not None else rehomed.cluster_id
                 assert store.db.execute("SELECT merged_into FROM clusters WHERE id = ?",
-                                        [rehomed.merge.absorbed]).fetchone()[0] == rehomed.cluster_id
+                                        [rehomed.merge.absorbed]).fetchone()[0] == joined
         assert placed == len(stream) and set(moved) == {True, False}
         assert len(earlier) >= 2 and sum(earlier) >= 0.75 * len(earlier), earlier
         daily = _f1(store, gold_of)
@@ -172,3 +173,43 @@ def test_a_month_in_one_settle_gives_the_stories_of_a_settle_a_day(tmp_path: Pat
             found.append(stories_by_url(store))
     assert len(found[0]) > 40 and found[1] == found[0]
     assert read_again[1] > 0  # reports of earlier days moved within the month's one settle
+
+
+def _store_agrees(store: Store, outcome: Shifted | Rehomed) -> None:
+    """The store, as a read-again move that split the story it joined left it."""
+    split = outcome.split
+    assert split is not None
+    rows = {a: (cluster, left) for a, cluster, left in store.db.execute(
+        "SELECT id, cluster_id, split_from FROM articles WHERE cluster_id IN (?, ?)",
+        [split.cluster_id, split.new_cluster_id])}
+    assert {a for a, (cluster, _) in rows.items() if cluster == split.new_cluster_id} == set(split.moved)
+    assert all(rows[a][1] == split.cluster_id for a in split.moved)
+    assert rows[outcome.article_id][0] == outcome.cluster_id
+    sizes = store.db.execute("SELECT c.articles, count(a.id) FROM clusters c JOIN articles a ON a.cluster_id = c.id "
+                             "WHERE c.id IN (?, ?) GROUP BY c.id", [split.cluster_id, split.new_cluster_id]).fetchall()
+    assert len(sizes) == 2 and all(size == count for size, count in sizes)
+
+
+@pytest.mark.parametrize(("seed", "kind"), [(13, Shifted), (5, Rehomed)])
+def test_a_story_split_by_a_report_read_again_into_it_is_stored_and_remembered(
+        tmp_path: Path, seed: int, kind: type) -> None:
+    """ECB+ dev topic 10 (two same-kind events) in one shuffled order, one batch: a report read again into a
+    story (moved there, or its lone cluster merged there) gets a join's split check, and a split it makes is
+    stored with the move, in one transaction with the clusterer's memory: a clusterer read back from the
+    store holds every report where the live one does."""
+    if not (DEFAULT_DATA / "ecb-plus" / "ECB+").is_dir():
+        pytest.skip(f"ECB+ data not present under {DEFAULT_DATA}")
+    items = load_ecb(DEFAULT_DATA, [10])
+    random.Random(seed).shuffle(items)
+    with Store.open(tmp_path / "batch.db") as store:
+        clusterer = build_clusterer(store, ClusterParams())
+        ids = [store_article(store, _article(n, it.title, it.text, DAY + timedelta(seconds=n), it.source)).article_id
+               for n, it in enumerate(items)]
+        splits = 0
+        for _, outcome in settle(store, clusterer, {}, keywords=()):
+            if isinstance(outcome, kind) and outcome.split is not None:
+                _store_agrees(store, outcome)
+                splits += 1
+        assert splits, "no report read again split a story: the test proves nothing"
+        read_back = build_clusterer(store, ClusterParams())
+        assert [read_back.cluster_of(a) for a in ids] == [clusterer.cluster_of(a) for a in ids]

@@ -380,3 +380,65 @@ def test_a_rebuilt_cluster_does_not_depend_on_the_ids_its_reports_were_given() -
         return clusterer.window.clusters[cluster.id].centroid
 
     assert centroid_after_a_split(list(range(1, 13))) == centroid_after_a_split(list(range(120, 0, -10)))
+
+
+FOOTBALL = ("Rovers win the derby", "Rovers beat City 3-1 in the derby on Sunday, with two goals from their "
+            "captain and a late penalty; the manager praised the fans and the young goalkeeper.")
+
+
+def _held(params: ClusterParams, placed: list[tuple[Doc, int]]) -> Clusterer:
+    """A clusterer holding each doc in the cluster given (its own id: it opens that cluster), as
+    earlier decisions left them."""
+    c = Clusterer(params)
+    for d, cid in placed:
+        c.add(d, Assignment.new(d.id) if cid == d.id else Assignment.join(cid, None, ()))
+    return c
+
+
+def _mixed_story() -> tuple[list[Doc], list[Doc], Doc]:
+    """Five Mysore reports and two Sukanya reports (too few to split off), and an unrelated report."""
+    mysore = _docs([("mysore", *_report("mysore", k)) for k in range(5)])
+    sukanya = [Doc(10 + k, *_report("sukanya", k), mysore[0].published, f"t{k}") for k in range(3)]
+    return mysore, sukanya, Doc(20, *FOOTBALL, mysore[0].published, "sport")
+
+
+def test_a_report_read_again_into_a_story_gets_the_split_check_a_join_gets() -> None:
+    """A story of one event holding two reports of a sibling event is not split (two are too few to
+    stand apart); a third report of the sibling, read again out of an unrelated story it had joined,
+    moves in, and the split check its arrival makes sets the three apart, as a join would."""
+    mysore, sukanya, football = _mixed_story()
+    placed = [(d, 1) for d in mysore] + [(d, 1) for d in sukanya[:2]] + [(football, 20), (sukanya[2], 20)]
+    c = _held(ALWAYS_JOIN, placed)
+    a = c.reconsider(sukanya[2])
+    assert a is not None and a.cluster_id == 1
+    assert a.split is not None and set(a.split.moved) == {10, 11, 12} and a.split.new_cluster_id == 10
+    assert {r.doc_id for r in a.split.reasons} == {10, 11, 12}
+    c.shift(12, a)
+    assert {c.cluster_of(d.id) for d in mysore} == {1} and {c.cluster_of(d.id) for d in sukanya} == {10}
+    assert c.cluster_of(20) == 20
+    # Without split checks the move is the same and the story stays mixed.
+    off = _held(ALWAYS_JOIN.model_copy(update={"split_ratio": 0.0}), placed)
+    moved = off.reconsider(sukanya[2])
+    assert moved is not None and moved.cluster_id == 1 and moved.split is None
+
+
+def test_a_split_never_names_its_new_part_after_a_story_that_lives_on() -> None:
+    """The first Sukanya report opened a story and was later read again out of it, into the mixed one;
+    the story it opened lives on under its number. The split names its new part after the next report,
+    and after none if every moved report's number is a story's (in memory, or the store's: ``taken``)."""
+    mysore, sukanya, football = _mixed_story()
+    placed = [(d, 1) for d in mysore] + [(sukanya[0], 10), (football, 10), (sukanya[1], 1),
+                                         (sukanya[2], 1)]
+    for taken, expected in ((set(), 11), ({11}, 12), ({11, 12, 13}, None)):
+        c = _held(ALWAYS_JOIN, placed)
+        c.reviser.taken = lambda ids, taken=taken: taken & set(ids)
+        c.shift(10, Assignment.join(1, None, ()))  # the move that left story 10 to the football report
+        assert c.cluster_of(20) == 10
+        late = Doc(13, *_report("sukanya", 3), mysore[0].published, "t3")
+        a = c.decide(late)
+        assert a.cluster_id == 1
+        if expected is None:
+            assert a.split is None
+        else:
+            assert a.split is not None and set(a.split.moved) == {10, 11, 12, 13}
+            assert a.split.new_cluster_id == expected

@@ -81,6 +81,8 @@ class Memory(Protocol):
 
     def cluster_states(self, ids: Sequence[int]) -> dict[int, bytes]: ...
 
+    def clusters_in_use(self, ids: Sequence[int]) -> set[int]: ...
+
 
 def day_of(ts: float) -> int:
     return math.floor(ts / DAY)

@@ -6,7 +6,7 @@ about the story it is in now."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -131,11 +131,13 @@ def kept_vectors(state: DocState, vocabulary: Vocabulary) -> tuple[Vectors, IDF]
 class Reviser:
     """Split and merge checks of the cluster a doc joins, and the reasons for what they move."""
 
-    def __init__(self, params: ClusterParams, window: Window, vocabulary: Vocabulary, scorer: Scorer) -> None:
+    def __init__(self, params: ClusterParams, window: Window, vocabulary: Vocabulary, scorer: Scorer,
+                 taken: Callable[[Sequence[int]], Collection[int]] = lambda ids: ()) -> None:
         self.params = params
         self.window = window
         self.vocabulary = vocabulary
         self.scorer = scorer
+        self.taken = taken  # of some cluster numbers, those the store holds articles under
 
     # ------------------------------------------------------------------ split revision
 
@@ -187,11 +189,21 @@ class Reviser:
         anchor = c.id if c.id in ids else min(ids)
         stays = side if side[ids.index(anchor)] else ~side
         moved_roots = {d for d, keep in zip(ids, stays, strict=True) if not keep}
-        new_id = min(moved_roots)
-        if new_id in self.window.clusters:
+        new_id = self._free_id(sorted(moved_roots))
+        if new_id is None:
             return None
         moved = sorted(d for d in [*c.members, doc_id] if d in moved_roots or self.window.root(d) in moved_roots)
         return Split(c.id, new_id, tuple(moved), round(cross / within, 4))
+
+    def _free_id(self, ids: list[int]) -> int | None:
+        """The first of ``ids`` that names no cluster, in memory or (``taken``) in the store; None if all do.
+
+        Why not always the lowest: a report read again may leave the cluster it opened, which keeps its
+        number (``Clusterer.reconsider``); a split that moves it on with others must not name its new part
+        after a story that lives on under that number."""
+        free = [d for d in ids if d not in self.window.clusters]
+        taken = self.taken(free) if free else set()
+        return next((d for d in free if d not in taken), None)
 
     def one_story(self, cross: float, ents: np.ndarray | None, part_a: np.ndarray, part_b: np.ndarray) -> bool:
         """Are two groups of reports (masks over a ``vectors.similarity`` matrix) one story told twice?
