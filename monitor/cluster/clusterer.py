@@ -203,10 +203,9 @@ class Clusterer:
         (6-10 +0.003, 16-20 +0.001, 21-25 -0.002). The realistic stream, date seeds 0-3 in date order and
         through the daemon, and 0-19 newest first: the same stories."""
         state = self.window.docs[doc_id]
-        c = self.window.clusters[target]
         if state.rows is None:
             return None
-        split = self.reviser.split_check(c, doc_id, state.rows)
+        split = self.reviser.split_check(self.window.clusters[target], doc_id, state.rows)
         return None if split is None else self.reviser.explain_split(split, doc_id, state)
 
     def _story_now(self, doc: Doc, own: ClusterState, *,
