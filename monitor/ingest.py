@@ -202,9 +202,7 @@ def rehome_article(store: Store, clusterer: Clusterer, pending: Pending, *,
     with _learning(store, clusterer):
         store.merge_cluster(assignment.merge.absorbed, assignment.cluster_id)
         _store_reasons(store, assignment.merge.reasons)
-        refresh_with_keywords(store, assignment.cluster_id, keywords)
-        if assignment.split is not None:
-            _store_split(store, assignment.split, keywords)
+        _store_arrival_split(store, assignment, (assignment.cluster_id,), keywords)
         clusterer.move(pending.article_id, assignment)
     return Rehomed(pending.article_id, assignment.final_cluster_of(pending.article_id), assignment.merge,
                    assignment.split)
@@ -231,10 +229,7 @@ def reconsider_article(store: Store, clusterer: Clusterer, pending: Pending, *,
     with _learning(store, clusterer):
         store.move_articles([pending.article_id], assignment.cluster_id, split_from=left)
         store.set_reasons([(pending.article_id, assignment.score or 0.0, assignment.shared_terms)])
-        for cluster_id in (left, assignment.cluster_id):
-            refresh_with_keywords(store, cluster_id, keywords)
-        if assignment.split is not None:
-            _store_split(store, assignment.split, keywords)
+        _store_arrival_split(store, assignment, (left, assignment.cluster_id), keywords)
         clusterer.shift(pending.article_id, assignment)
     return Shifted(pending.article_id, assignment.final_cluster_of(pending.article_id), left, assignment.split)
 
@@ -287,6 +282,19 @@ def _store_split(store: Store, split: Split, keywords: Sequence[str]) -> None:
     _store_reasons(store, split.reasons)
     for cluster_id in (split.cluster_id, split.new_cluster_id):
         refresh_with_keywords(store, cluster_id, keywords)
+
+
+def _store_arrival_split(store: Store, assignment: Assignment, touched: Sequence[int],
+                         keywords: Sequence[str]) -> None:
+    """Store the split a read-again move made, if any, then recompute each story the move ``touched`` that
+    the split did not (a split recomputes both its parts): each once."""
+    done: set[int] = set()
+    if assignment.split is not None:
+        _store_split(store, assignment.split, keywords)
+        done = {assignment.split.cluster_id, assignment.split.new_cluster_id}
+    for cluster_id in touched:
+        if cluster_id not in done:
+            refresh_with_keywords(store, cluster_id, keywords)
 
 
 def _store_reasons(store: Store, reasons: Sequence[Reason]) -> None:

@@ -77,7 +77,7 @@ class Clusterer:
         self.vocabulary = Vocabulary()
         self.window = Window(self.params, self.vocabulary)
         self.reviser = Reviser(self.params, self.window, self.vocabulary, self.scorer,
-                               taken=self.memory.clusters_in_use if self.memory is not None else lambda ids: ())
+                               taken=self.memory.clusters_in_use if self.memory is not None else None)
         self._version = 0  # bumped by every add
         self._prepared: Prepared | None = None
         self._considered: set[int] = set()  # clusters later docs were scored against (``lone_considered``)

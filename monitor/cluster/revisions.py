@@ -132,12 +132,12 @@ class Reviser:
     """Split and merge checks of the cluster a doc joins, and the reasons for what they move."""
 
     def __init__(self, params: ClusterParams, window: Window, vocabulary: Vocabulary, scorer: Scorer,
-                 taken: Callable[[Sequence[int]], Collection[int]] = lambda ids: ()) -> None:
+                 taken: Callable[[Sequence[int]], Collection[int]] | None = None) -> None:
         self.params = params
         self.window = window
         self.vocabulary = vocabulary
         self.scorer = scorer
-        self.taken = taken  # of some cluster numbers, those the store holds articles under
+        self.taken = taken  # of some cluster numbers, those the store holds articles under (None: no store)
 
     # ------------------------------------------------------------------ split revision
 
@@ -202,7 +202,7 @@ class Reviser:
         number (``Clusterer.reconsider``); a split that moves it on with others must not name its new part
         after a story that lives on under that number."""
         free = [d for d in ids if d not in self.window.clusters]
-        taken = self.taken(free) if free else set()
+        taken = self.taken(free) if free and self.taken is not None else ()
         return next((d for d in free if d not in taken), None)
 
     def one_story(self, cross: float, ents: np.ndarray | None, part_a: np.ndarray, part_b: np.ndarray) -> bool:
