@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor import store as store_module
 from monitor.cluster import ClusterParams
 from monitor.errors import StoreError
 from monitor.lock import InstanceLock, running_pid
@@ -172,6 +173,23 @@ def test_schema_migrations_are_rerunnable(tmp_path: Path) -> None:
             store.db["feeds"].columns_dict)
     finally:
         store.close()
+
+
+def test_a_large_transaction_leaves_no_large_log_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon keeps its connection for months: after one large transaction (placing a month again), the
+    write-ahead log is cut back to the limit at the next checkpoint, not kept at the transaction's size."""
+    monkeypatch.setattr(store_module, "WAL_SIZE_LIMIT", 1024 * 1024)
+    wal = tmp_path / "w.db-wal"
+    with Store.open(tmp_path / "w.db") as store:
+        store.db.execute("CREATE TABLE scratch (body TEXT)")
+        with store.db.conn:
+            store.db.execute("BEGIN")
+            for n in range(400):
+                store.db.execute("INSERT INTO scratch VALUES (?)", [f"{n:08d}" * 2500])  # 8 MB in all
+        grown = wal.stat().st_size
+        store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        store.db.execute("INSERT INTO scratch VALUES ('after')")  # the first write after it resets the log
+        assert grown > 4 * 1024 * 1024 and wal.stat().st_size <= 1024 * 1024
 
 
 def test_the_lock_is_exclusive_within_and_across_processes(tmp_path: Path) -> None:
