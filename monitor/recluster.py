@@ -9,7 +9,8 @@ article again from the oldest late one (``late_since``, the writer's own decisio
 article of the store (the command), gives the stories a first poll of every feed would have given.
 
 Story numbers stay where they mean the same thing: a story is numbered after the article that
-opened it, so a story opened by the same article keeps its number, its links and its alerts. An
+opened it, so a story opened by the same article keeps its number, its links and its alerts (and from
+a date, a story numbered after an article placed again is placed again whole, earlier articles too). An
 old number no story has now points at the story that holds most of its articles (``merged_into``,
 as a merge leaves it), so its links and alerts lead there and a story already announced is
 announced again only when it grows (``Store.latest_alert_steps``).
@@ -111,11 +112,20 @@ def _late(store: Store, newest: datetime | None) -> tuple[int, datetime | None]:
 
 # Articles placed again: placed before, text kept, and (from a date) placed at that date or after.
 _AGAIN = "cluster_id IS NOT NULL AND text IS NOT NULL AND (:since IS NULL OR COALESCE(published, fetched_at) >= :since)"
+# With them, every article (text kept) of a story numbered after one of them, and so on. Why: a story is numbered
+# after the article that opened it, and an article placed again that opens a story opens it under its own
+# number; a story still holding that number with earlier articles would take it in without any decision (the
+# article was read again out of the story it opened, or is placed again under stricter settings).
+_PLACED_AGAIN = f"""WITH RECURSIVE again(id) AS (
+    SELECT id FROM articles WHERE {_AGAIN}
+    UNION SELECT articles.id FROM articles JOIN again ON articles.cluster_id = again.id WHERE articles.text IS NOT NULL
+)"""
 
 
 def readable_articles(store: Store, since: datetime | None = None) -> int:
-    """Articles ``recluster`` places again: those placed before whose text is kept (from ``since``)."""
-    return store.db.execute(f"SELECT COUNT(*) FROM articles WHERE {_AGAIN}", {"since": iso(since)}).fetchone()[0]
+    """Articles ``recluster`` places again: those placed before whose text is kept (from ``since``, with the
+    earlier ones of the stories numbered after them)."""
+    return store.db.execute(f"{_PLACED_AGAIN} SELECT COUNT(*) FROM again", {"since": iso(since)}).fetchone()[0]
 
 
 def recluster(store: Store, params: ClusterParams, *, since: datetime | None = None, keywords: Sequence[str] = (),
@@ -152,10 +162,10 @@ def _forget_places(store: Store, since: datetime | None) -> dict[int, int]:
     as it does at each start-up until they change; a story that left memory is found again only
     through docs still in memory."""
     db, marks = store.db, {"since": iso(since)}
-    was_in = dict(db.execute(f"SELECT id, cluster_id FROM articles WHERE {_AGAIN}", marks).fetchall())
-    db.execute("UPDATE articles SET cluster_id = NULL, duplicate_of = NULL, duplicate_similarity = NULL, "
-               "cluster_score = NULL, cluster_terms = NULL, split_from = NULL, merged_from = NULL, "
-               f"rescored_at = NULL WHERE {_AGAIN}", marks)
+    was_in = dict(db.execute(f"{_PLACED_AGAIN} SELECT id, cluster_id FROM articles WHERE id IN again", marks))
+    db.execute(f"{_PLACED_AGAIN} UPDATE articles SET cluster_id = NULL, duplicate_of = NULL, "
+               "duplicate_similarity = NULL, cluster_score = NULL, cluster_terms = NULL, split_from = NULL, "
+               "merged_from = NULL, rescored_at = NULL WHERE id IN again", marks)
     if since is None:
         for table in ("cluster_docs", "cluster_states", "cluster_keys"):
             db.execute(f"DELETE FROM {table}")

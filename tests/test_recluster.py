@@ -31,7 +31,7 @@ from tests.feedserver import Entry, FeedServer, recent, story
 from tests.helpers_daemon import config as helper_config
 from tests.helpers_daemon import one_pass, query, write_until
 from tests.test_cluster_memory import decisions
-from tests.test_cluster_rehome import stories_by_url
+from tests.test_cluster_rehome import _article, stories_by_url
 
 LATE_OUTLETS = 3  # outlets 0-2 are the feeds added late, their month of history read after the others'
 
@@ -368,3 +368,31 @@ def test_late_articles_place_again_at_most_the_newest_replace_late_max_articles(
         assert readable_articles(store, placed[10] + timedelta(seconds=1)) == 10
         assert late_since(store, clusterer, ClusterParams(replace_late_max=3)) is None  # the newest 3: 12 hours
         assert late_since(store, clusterer, ClusterParams(replace_late=21)) is None
+
+
+def test_a_story_numbered_after_an_article_placed_again_is_placed_again_whole(tmp_path: Path) -> None:
+    """A story is numbered after the article that opened it. Placed again from a date under stricter settings,
+    that article opens a story of its own again, under its number: the earlier report that had joined it is
+    placed again too (it opens its own), rather than kept in a story the opener then re-enters undecided."""
+    day = datetime(2026, 11, 10, 12, tzinfo=UTC)
+    opener = _article(1, "Storm floods the harbour district",
+                      "A storm flooded the harbour district on Tuesday; the port authority closed three piers and "
+                      "the ferries stopped. Harbour pilots said water stood a metre deep on the quays.", day)
+    earlier = _article(2, "Harbour ferries cancelled",
+                       "Ferries from the harbour were cancelled for a second day as the port authority inspected "
+                       "the piers. Commuters crowded the bus station instead.", day - timedelta(days=5))
+    loose = ClusterParams(join_decision="threshold", threshold=0.01, split_ratio=0, time_penalty=0)
+    strict = loose.model_copy(update={"threshold": 0.99})
+    with Store.open(tmp_path / "s.db") as store:
+        for article in (opener, earlier):  # the earlier report arrives late, and joins the opener's story
+            clusterer = build_clusterer(store, loose)
+            store_article(store, article)
+            list(settle(store, clusterer, {}, keywords=()))
+        ids = {url: a for a, url in store.db.execute("SELECT id, url FROM articles")}
+        first, late = ids[opener.url], ids[earlier.url]
+        assert {c for (c,) in store.db.execute("SELECT cluster_id FROM articles")} == {first}
+        assert readable_articles(store, day - timedelta(days=1)) == 2
+        done = recluster(store, strict, since=day - timedelta(days=1))
+        now_in = dict(store.db.execute("SELECT id, cluster_id FROM articles").fetchall())
+        assert done.articles == 2 and now_in == {first: first, late: late}
+        assert build_clusterer(store, strict).cluster_of(late) == late  # and the memory agrees
