@@ -232,14 +232,15 @@ class Clusterer:
     def shift(self, doc_id: int, assignment: Assignment) -> None:
         """Commit a ``reconsider``: the doc leaves its cluster for the one it joins now."""
         self.window.apply_move(doc_id, assignment.cluster_id)
-        if assignment.split is not None:
-            self.window.apply_split(assignment.split)
-        self._version += 1
-        self._note_changes(doc_id, assignment)
+        self._arrived(doc_id, assignment)
 
     def move(self, doc_id: int, assignment: Assignment) -> None:
         """Commit a ``rehome``: the doc's cluster merges into the one it joins now."""
         self.window.apply_merge(assignment.cluster_id, assignment.merge)
+        self._arrived(doc_id, assignment)
+
+    def _arrived(self, doc_id: int, assignment: Assignment) -> None:
+        """What a read-again move commits once the doc is in its new story: the split it made there, if any."""
         if assignment.split is not None:
             self.window.apply_split(assignment.split)
         self._version += 1
