@@ -169,12 +169,13 @@ class ClusterParams(BaseModel):
         400, description="Terms kept per cluster centroid and signal (largest weights)."
     )
     split_ratio: float = Field(
-        0.75,
+        0.74,
         description="A cluster splits in two when the mean similarity across its two "
         "average-link groups is at most this share of the mean within the looser group "
         "(0 turns split checks off). Between 0.7 and 0.8 lie sibling events that share "
         "their people (two offers to one player in a week) and angles of one story alike; "
-        "0.75 measured best on ECB+ dev as a whole and topic fifths alone (see the CHANGELOG).",
+        "0.74 measured best on ECB+ dev as a whole, topic fifths alone and the realistic "
+        "stream's date plans taken together (see the CHANGELOG).",
     )
     one_story_cross: float = Field(
         0.26,

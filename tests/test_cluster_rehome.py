@@ -190,7 +190,7 @@ def _store_agrees(store: Store, outcome: Shifted | Rehomed) -> None:
     assert len(sizes) == 2 and all(size == count for size, count in sizes)
 
 
-@pytest.mark.parametrize(("seed", "kind"), [(37, Shifted), (20, Rehomed)])
+@pytest.mark.parametrize(("seed", "kind"), [(40, Shifted), (5, Rehomed)])
 def test_a_story_split_by_a_report_read_again_into_it_is_stored_and_remembered(
         tmp_path: Path, seed: int, kind: type) -> None:
     """ECB+ dev topic 10 (two same-kind events) in one shuffled order, one batch: a report read again into a
