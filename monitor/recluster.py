@@ -158,7 +158,7 @@ def _forget_places(store: Store, since: datetime | None) -> dict[int, int]:
 
     From a date, the stories that keep earlier articles keep them, but not their centroids (which held
     the later ones) nor the index rows of the days placed again: the clusterer that places the articles
-    again assembles those stories from the kept states of the docs it holds (``Clusterer._restore``),
+    again assembles those stories from the kept states of the docs it holds (``cluster.memory.restore_kept``),
     as it does at each start-up until they change; a story that left memory is found again only
     through docs still in memory."""
     db, marks = store.db, {"since": iso(since)}

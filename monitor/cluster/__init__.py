@@ -73,7 +73,7 @@ Modules, one concern each:
 - ``vectors``: query vectors and cosines, hashed split-check rows, similarity matrices;
 - ``state``: the docs and clusters in memory, the inverted index, eviction, rebuilds;
 - ``persist``: a doc's and a cluster's kept state as bytes for the store;
-- ``memory``: the store as memory: what start-up reads back, stories found out of memory;
+- ``memory``: the store as memory: what start-up reads back and puts back, stories found out of memory;
 - ``scoring``: candidate clusters, the combined score, the evidence for a decision, shared terms;
 - ``joining``: the learned join-or-new decision;
 - ``revisions``: split and merge checks, and the leave-one-out reasons of moved docs;

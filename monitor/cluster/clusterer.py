@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from monitor.cluster.decisions import Assignment, Doc, Merge, Reason, Split
 from monitor.cluster.features import Features, extract
 from monitor.cluster.joining import FITTED, JoinModel
-from monitor.cluster.memory import Changes, Memory, Recall, cold_candidates, day_of
-from monitor.cluster.persist import decode_cluster, decode_doc, encode_cluster, encode_doc
+from monitor.cluster.memory import Changes, Memory, Recall, cold_candidates, day_of, restore_kept
+from monitor.cluster.persist import encode_cluster, encode_doc
 from monitor.cluster.revisions import Reviser, leave_out
 from monitor.cluster.scoring import Query, Scorer
 from monitor.cluster.state import DAY, ClusterState, DocState, Window
@@ -50,6 +50,17 @@ class Prepared:
         if self._rows is None:
             self._rows = split_rows(self.features, self.idf)
         return self._rows
+
+    def state(self, cluster_id: int, root: int) -> DocState:
+        """What the clusterer keeps of the doc (``decide`` also builds one for the doc it is
+        deciding, to re-score a split or merge that includes it)."""
+        f = self.features
+        terms = {"body": tuple(f.body), "ents": tuple(f.ents), "nums": tuple(f.nums),
+                 "lower": tuple(f.lower), "cap": tuple(f.cap)}
+        keys = tuple(k for k, _ in self.salient)
+        raw = {sig: (tuple(vec), array("d", vec.values())) for sig, vec in f.vectors().items() if vec}
+        rows = self.rows() if root == self.doc.id and f.long else None
+        return DocState(cluster_id, root, self.ts, terms, raw, keys, f.years, rows)
 
 
 class Clusterer:
@@ -116,7 +127,7 @@ class Clusterer:
         root = assignment.duplicate_of if assignment.duplicate_of is not None else doc.id
         if root not in self.window.docs:
             root = doc.id
-        state = self._state(p, assignment.cluster_id, root)
+        state = p.state(assignment.cluster_id, root)
         self._version += 1
         # Document frequencies first, so the centroid norm below uses IDF including this doc.
         self.vocabulary.count(state.terms)
@@ -317,17 +328,6 @@ class Clusterer:
         idf = self.vocabulary.idf_for(f)
         return Prepared(doc, self._version, f, idf, self.window.ts(f), salient(f, idf, self.params.salient_terms))
 
-    def _state(self, p: Prepared, cluster_id: int, root: int) -> DocState:
-        """What the clusterer keeps of a doc (``decide`` also builds one for the doc it is
-        deciding, to re-score a split or merge that includes it)."""
-        f = p.features
-        terms = {"body": tuple(f.body), "ents": tuple(f.ents), "nums": tuple(f.nums),
-                 "lower": tuple(f.lower), "cap": tuple(f.cap)}
-        keys = tuple(k for k, _ in p.salient)
-        raw = {sig: (tuple(vec), array("d", vec.values())) for sig, vec in f.vectors().items() if vec}
-        rows = p.rows() if root == p.doc.id and f.long else None
-        return DocState(cluster_id, root, p.ts, terms, raw, keys, f.years, rows)
-
     def _ranked(self, p: Prepared, q: Query) -> tuple[Mapping[int, ClusterState], list[tuple[float, int]]]:
         """The candidate clusters (in memory, and read back from the store where the doc's
         date may be older than memory), with their scores, best first; ties go to the older
@@ -397,10 +397,10 @@ class Clusterer:
         rows = p.rows()
         merge = self.reviser.merge_check(cluster, also, rows)
         if merge is not None:
-            return None, self.reviser.explain_merge(merge, cluster, self._state(p, cluster.id, p.doc.id))
+            return None, self.reviser.explain_merge(merge, cluster, p.state(cluster.id, p.doc.id))
         split = self.reviser.split_check(cluster, p.doc.id, rows)
         if split is not None:
-            split = self.reviser.explain_split(split, p.doc.id, self._state(p, cluster.id, p.doc.id))
+            split = self.reviser.explain_split(split, p.doc.id, p.state(cluster.id, p.doc.id))
         return split, None
 
     # ------------------------------------------------------------------ the store as memory
@@ -440,47 +440,14 @@ class Clusterer:
             return
         self._recalled = True
         recall = self.memory.recall(self.params.hot_docs, self.params.window_days)
-        if not self._restore(recall):
+        if restore_kept(recall, self.window, self.vocabulary, self.duplicates):
+            self._evict()
+        else:
             self._start_empty()
             self._replay(recall)
         if recall.older_stored and self.window.now is not None:
             self.window.cold_after = self.window.now - self.params.window_days * DAY
         self._version += 1
-
-    def _restore(self, recall: Recall) -> bool:
-        """Kept states as they were written; False if some doc's is missing (stored by an
-        earlier version), for ``_replay`` to read those texts instead.  A story whose kept state
-        was dropped (``monitor.recluster`` from a date) is assembled from its docs' here, as a
-        replay would build it from their texts, at a small part of the cost."""
-        if not recall.complete:
-            return False
-        decoded = [(r.doc.id, *decode_doc(r.state, r.cluster_id)) for r in recall.docs]  # type: ignore[arg-type]
-        for _, state, _ in decoded:
-            self.vocabulary.count(state.terms)
-        for cid, blob in recall.clusters.items():  # in the order they were last changed
-            self.window.adopt(decode_cluster(cid, blob))
-        for c in self._assembled([state for _, state, _ in decoded if state.cluster_id not in recall.clusters]):
-            self.window.adopt(c)
-        for doc_id, state, values in decoded:
-            self.window.restore(doc_id, state)
-            if values is not None:
-                self.duplicates.insert(doc_id, self.duplicates.from_values(values))
-        self.window.take_changes()
-        self._evict()
-        return True
-
-    def _assembled(self, states: list[DocState]) -> list[ClusterState]:
-        """The stories of ``states`` built from them (centroid, span, index keys), in the order their last doc came."""
-        members: dict[int, list[DocState]] = {}
-        for state in states:
-            members.setdefault(state.cluster_id, []).append(state)
-            members[state.cluster_id] = members.pop(state.cluster_id)  # the last doc's story last
-        out = []
-        for cid, group in members.items():
-            c = self.window.assemble(cid, group)
-            c.keys = {key for state in group for key in state.keys}
-            out.append(c)
-        return out
 
     def _replay(self, recall: Recall) -> None:
         """Read the recalled articles again, as placed, in arrival order."""

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from monitor.cluster.decisions import Doc
-from monitor.cluster.persist import decode_cluster
-from monitor.cluster.state import DAY, ClusterState, Window
+from monitor.cluster.persist import decode_cluster, decode_doc
+from monitor.cluster.state import DAY, ClusterState, DocState, Window
 from monitor.cluster.vocabulary import Vocabulary
 from monitor.cluster_params import ClusterParams
+from monitor.dedup import NearDuplicateIndex
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Recall:
     def complete(self) -> bool:
         """Every doc has its kept state: else the clusterer reads every doc again from its text
         (``Clusterer._replay``), and the store must give the texts of all. A story without its kept
-        state is assembled from its docs' (``Clusterer._restore``)."""
+        state is assembled from its docs' (``restore_kept``)."""
         return all(d.state is not None for d in self.docs)
 
 
@@ -108,4 +109,41 @@ def cold_candidates(
         if c.first_ts - span <= ts <= c.last_ts + span:
             c.norm_sq = {sig: vocabulary.exact_norm_sq(sig, cen) for sig, cen in c.centroid.items()}
             out[cid] = c
+    return out
+
+
+def restore_kept(recall: Recall, window: Window, vocabulary: Vocabulary, duplicates: NearDuplicateIndex) -> bool:
+    """Put back what the store kept of the docs and stories of ``recall``, as they were written; False,
+    changing nothing, if some doc's kept state is missing (stored by an earlier version): the clusterer
+    then reads those texts instead (``Clusterer._replay``). A story whose kept state was dropped
+    (``monitor.recluster`` from a date) is assembled from its docs' here, as a replay would build it from
+    their texts, at a small part of the cost."""
+    if not recall.complete:
+        return False
+    decoded = [(r.doc.id, *decode_doc(r.state, r.cluster_id)) for r in recall.docs]  # type: ignore[arg-type]
+    for _, state, _ in decoded:
+        vocabulary.count(state.terms)
+    for cid, blob in recall.clusters.items():  # in the order they were last changed
+        window.adopt(decode_cluster(cid, blob))
+    for c in _assembled(window, [state for _, state, _ in decoded if state.cluster_id not in recall.clusters]):
+        window.adopt(c)
+    for doc_id, state, values in decoded:
+        window.restore(doc_id, state)
+        if values is not None:
+            duplicates.insert(doc_id, duplicates.from_values(values))
+    window.take_changes()
+    return True
+
+
+def _assembled(window: Window, states: list[DocState]) -> list[ClusterState]:
+    """The stories of ``states`` built from them (centroid, span, index keys), in the order their last doc came."""
+    members: dict[int, list[DocState]] = {}
+    for state in states:
+        members.setdefault(state.cluster_id, []).append(state)
+        members[state.cluster_id] = members.pop(state.cluster_id)  # the last doc's story last
+    out = []
+    for cid, group in members.items():
+        c = window.assemble(cid, group)
+        c.keys = {key for state in group for key in state.keys}
+        out.append(c)
     return out
