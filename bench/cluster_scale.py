@@ -39,7 +39,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,7 +152,7 @@ def _placer(params: ClusterParams, store: bool) -> Callable[[Doc], tuple[Assignm
     return through_store
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--n", type=int, default=100_000)
@@ -168,21 +168,69 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--late", type=int, default=0,
                     help="then this many late reports of events from the stream's first tenth (weeks "
                          "out of memory by then): their cost, and how many join their event's story")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    overrides = dict(s.split("=", 1) for s in args.set)  # pydantic converts the strings
+
+@dataclass
+class Tally:
+    """What the stream's placing cost and decided, article by article."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    copies: int = 0
+    flagged: int = 0
+    new_clusters: int = 0
+    splits: int = 0
+    merges: int = 0
+    gold: dict[int, int] = field(default_factory=dict)
+    labels: Labels = field(default_factory=Labels)
+
+    def record(self, doc: Doc, a: Assignment, is_copy: bool, event: int, wall: float, cpu: float) -> None:
+        self.wall.append(wall)
+        self.cpu.append(cpu)
+        self.copies += is_copy
+        self.flagged += is_copy and a.duplicate_of is not None
+        self.new_clusters += a.is_new_cluster
+        self.splits += a.split is not None
+        self.merges += a.merge is not None
+        self.gold[doc.id] = event
+        self.labels.record(doc.id, a)
+
+    def checkpoint(self, clusterer: Clusterer, window: int = 1000) -> str:
+        recent, recent_cpu = self.wall[-window:], self.cpu[-window:]
+        return (f"at {len(self.wall):>7} stored: {1000 * sum(recent) / len(recent):6.2f} ms/article wall, "
+                f"{1000 * sum(recent_cpu) / len(recent_cpu):6.2f} ms CPU, "
+                f"median {1000 * statistics.median(recent_cpu):5.2f} ms CPU "
+                f"(last {len(recent)}), live docs={clusterer.live_docs} clusters={clusterer.live_clusters}")
+
+    def summary(self) -> list[str]:
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # A 1,000-article mean moves +-20% with what else the machine runs and with the stream's
+        # content; means over tenths of the stream show whether the cost trends with the store.
+        tenth = max(1, len(self.cpu) // 10)
+        spans = [1000 * statistics.mean(self.cpu[k : k + tenth]) for k in range(0, tenth * 10, tenth)]
+        ids = sorted(self.gold)
+        cluster_of = self.labels.cluster_of
+        p, r, f = bcubed([cluster_of[i] for i in ids], [self.gold[i] for i in ids])
+        return [
+            "CPU ms/article by tenth of the stream: " + " ".join(f"{x:.2f}" for x in spans),
+            f"overall {len(self.wall) / sum(self.wall):.0f} articles/s wall, {len(self.cpu) / sum(self.cpu):.0f} "
+            f"articles/s CPU (clustering stage), {self.new_clusters} clusters created, {self.splits} split, "
+            f"{self.merges} merged, copies flagged as near-duplicates {self.flagged}/{self.copies}, "
+            f"peak RSS {rss_mb:.0f} MB",
+            f"quality against the generated events: B-cubed P={p:.4f} R={r:.4f} F1={f:.4f}, "
+            f"{len(set(cluster_of.values()))} clusters vs {len(set(self.gold.values()))} events",
+        ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     texts = load_texts(args.data)
     print(f"{len(texts)} base texts; streaming {args.n} articles")
-    params = ClusterParams(**overrides)
+    params = ClusterParams(**dict(s.split("=", 1) for s in args.set))  # pydantic converts the strings
     place = _placer(params, args.store)
     checkpoints = [c for c in (1_000, 10_000, 100_000) if c <= args.n] or [args.n]
-    window = 1000
-    times: list[float] = []
-    cpu: list[float] = []
-    copies = flagged = new_clusters = splits = merges = 0
-    total = total_cpu = 0.0
-    labels = Labels()
-    gold: dict[int, int] = {}
+    tally = Tally()
     early: list[Doc] = []
     for doc, is_copy, event in stream(texts, args.n, args.dup_rate, args.per_day):
         if not is_copy and doc.id <= args.n // 10:
@@ -192,48 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                                                  digest=True))
         t0, c0 = time.perf_counter(), time.process_time()
         a, clusterer = place(doc)
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        total += dt
-        total_cpu += dc
-        times.append(dt)
-        cpu.append(dc)
-        copies += is_copy
-        flagged += is_copy and a.duplicate_of is not None
-        new_clusters += a.is_new_cluster
-        splits += a.split is not None
-        merges += a.merge is not None
-        gold[doc.id] = event
-        labels.record(doc.id, a)
-        if len(times) in checkpoints:
-            recent, recent_cpu = times[-window:], cpu[-window:]
-            print(
-                f"at {len(times):>7} stored: {1000 * sum(recent) / len(recent):6.2f} ms/article wall, "
-                f"{1000 * sum(recent_cpu) / len(recent_cpu):6.2f} ms CPU, "
-                f"median {1000 * statistics.median(recent_cpu):5.2f} ms CPU "
-                f"(last {len(recent)}), live docs={clusterer.live_docs} "
-                f"clusters={clusterer.live_clusters}"
-            )
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # A 1,000-article mean moves +-20% with what else the machine runs and with the stream's
-    # content; means over tenths of the stream show whether the cost trends with the store.
-    tenth = max(1, len(cpu) // 10)
-    spans = [1000 * statistics.mean(cpu[k : k + tenth]) for k in range(0, tenth * 10, tenth)]
-    print("CPU ms/article by tenth of the stream: " + " ".join(f"{x:.2f}" for x in spans))
-    print(
-        f"overall {len(times) / total:.0f} articles/s wall, {len(times) / total_cpu:.0f} articles/s CPU "
-        f"(clustering stage), "
-        f"{new_clusters} clusters created, {splits} split, {merges} merged, copies flagged as near-duplicates "
-        f"{flagged}/{copies}, peak RSS {rss_mb:.0f} MB"
-    )
-    ids = sorted(gold)
-    cluster_of = labels.cluster_of
-    p, r, f = bcubed([cluster_of[i] for i in ids], [gold[i] for i in ids])
-    print(
-        f"quality against the generated events: B-cubed P={p:.4f} R={r:.4f} F1={f:.4f}, "
-        f"{len(set(cluster_of.values()))} clusters vs {len(set(gold.values()))} events"
-    )
+        tally.record(doc, a, is_copy, event, time.perf_counter() - t0, time.process_time() - c0)
+        if len(tally.wall) in checkpoints:
+            print(tally.checkpoint(clusterer))
+    print(*tally.summary(), sep="\n")
     if args.late:
-        late_reports(place, labels, early, args.late, args.n)
+        late_reports(place, tally.labels, early, args.late, args.n)
     return 0
 
 
