@@ -222,6 +222,106 @@ def differences(a: Stored, b: Stored) -> str:
     return f"{len(articles)} articles differ, {len(a[1] ^ b[1])} clusters differ (pages {', '.join(moved[:6])})"
 
 
+@dataclass
+class Modes:
+    """What the modes' rounds gave: each mode's passes, what its first round stored, a mode whose later round
+    stored something else than its first, and the start-up figures of the workers started and forked."""
+
+    reports: dict[str, list[Pass]]
+    results: dict[str, Stored]
+    unsteady: dict[str, str]
+    started: list[Worker]
+    forked: list[tuple[float, float, float]]
+
+
+def run_modes(work: Path, bases: list[str], url: str, rounds: int, others: list[int]) -> Modes:
+    """``rounds`` rounds of the three modes taking turns (the machine's load moves: each mode's best counts),
+    one worker kept across rounds and a second started for each two-worker pass; ``others``: the processes
+    (redis, the page server) whose CPU competes with the workers."""
+    modes = Modes({"embedded": [], "workers=1": [], "workers=2": []}, {}, {}, [], [])
+    worker_config = work / "worker.yaml"
+    worker_config.write_text(f"database: unused.db\nseeds_dir: null\nlog_level: INFO\n"
+                             f"distributed:\n  broker_url: {url}\n", encoding="utf-8")
+    first: Worker | None = None
+    try:
+        modes.forked = forked_start(worker_config, work / "forked.log")
+        for round_ in range(rounds):
+            for name in modes.reports:
+                folder = work / f"{name.replace('=', '')}-{round_}"
+                if name == "workers=1" and first is None:
+                    first = Worker(worker_config, work / "worker1.log")
+                    modes.started.append(first)
+                second = Worker(worker_config, work / f"worker2-{round_}.log") if name == "workers=2" else None
+                workers = [w for w in (first, second) if w is not None] if name != "embedded" else []
+                for worker in workers:
+                    worker.wait_warm()
+                try:
+                    modes.reports[name].append(one_pass(folder, bases, None if name == "embedded" else url,
+                                                        [w.process.pid for w in workers], others))
+                finally:
+                    if second is not None:
+                        modes.started.append(second)
+                        second.stop()
+                this = stored(folder / "bench.db")
+                if modes.results.setdefault(name, this) != this:
+                    modes.unsteady[name] = differences(modes.results[name], this)
+    finally:
+        if first is not None:
+            first.stop()
+    return modes
+
+
+def print_starts(modes: Modes) -> None:
+    for n, worker in enumerate(modes.started, 1):
+        print(f"worker start {n}: ready in {worker.ready_after:.2f} s (process start, imports), "
+              f"RSS {worker.rss_mb:.0f} MB when ready, "
+              f"{worker.warm_rss_mb:.0f} MB once warm (the language model, stop lists, month names)")
+    for n, (after, rss, pss) in enumerate(modes.forked, 1):
+        print(f"forked worker {n} (newsmonitor worker --processes 2): ready {after:.0f} ms after the fork, "
+              f"RSS {rss:.0f} MB, PSS {pss:.0f} MB (pages shared with its parent and sibling counted once)")
+
+
+def print_passes(modes: Modes, count: int, cores: int) -> dict[str, float]:
+    """Each mode's best pass, and the most two workers could gain on this machine; returns pages/s by mode."""
+    rates = {}
+    for name, runs in modes.reports.items():
+        best = min(runs, key=lambda run: run.duration)
+        report = best.report
+        rates[name] = count / best.duration
+        articles, clusters = modes.results[name]
+        cpu = (f"; CPU per page: daemon {best.daemon_cpu / count * 1000:.1f} ms, "
+               f"workers {best.workers_cpu / count * 1000:.1f} ms, redis and page server "
+               f"{best.others_cpu / count * 1000:.1f} ms") if name != "embedded" else ""
+        print(f"{name}: {rates[name]:.1f} pages/s, best of {len(runs)} "
+              f"({', '.join(f'{run.duration:.2f}' for run in runs)} s; {report.feeds.added} articles stored, "
+              f"{len(articles)} rows, {len(clusters)} clusters); writer idle {report.writer_idle / best.duration:.0%}, "
+              f"placing the batch {report.placing:.2f} s"
+              f"{cpu}")
+    two_best = min(modes.reports["workers=2"], key=lambda run: run.duration)
+    if two_best.workers_cpu > 0:  # the CPU the pages cost, whatever else the machine was doing
+        per_page = (two_best.workers_cpu + two_best.daemon_cpu + two_best.others_cpu) / count
+        ceiling = min(2.0, cores * (two_best.workers_cpu / count) / per_page) if cores >= 2 else 1.0
+        print(f"CPU per page {per_page * 1000:.1f} ms (workers, daemon, redis and page server): on {cores} "
+              f"otherwise idle cores "
+              f"2 workers could reach at most {ceiling:.2f}x one worker; load average now {os.getloadavg()[0]:.1f}")
+    return rates
+
+
+def print_sameness(modes: Modes, rates: dict[str, float]) -> None:
+    results = modes.results
+    same_articles = results["embedded"][0] == results["workers=1"][0] == results["workers=2"][0]
+    identical = same_articles and results["embedded"][1] == results["workers=1"][1] == results["workers=2"][1]
+    print(f"articles (URL, title, text): {'identical' if same_articles else 'differ'} in the three modes")
+    for name in ("workers=1", "workers=2"):
+        if results[name] != results["embedded"]:
+            print(f"{name} vs embedded: {differences(results['embedded'], results[name])}")
+    for name, what in modes.unsteady.items():
+        print(f"{name} vs itself, a later round: {what} (the order articles reach the writer moves clusters)")
+    one, two = rates["workers=1"], rates["workers=2"]
+    print(f"scale-out: workers=1 {one:.1f} pages/s, workers=2 {two:.1f} pages/s, speedup {two / one:.2f}, "
+          f"identical={'yes' if identical else 'no'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=Path, default=DEFAULT_PAGES, help="a folder of saved *.html pages")
@@ -243,85 +343,17 @@ def main() -> int:
         work = Path(tmp)
         (work / "redis").mkdir()
         redis_server, url = start_redis(work / "redis")
-        ready: list[Worker] = []  # every worker started, for its start-up figures
-        reports: dict[str, list[Pass]] = {"embedded": [], "workers=1": [], "workers=2": []}
-        results: dict[str, Stored] = {}  # each mode's first round
-        unsteady: dict[str, str] = {}  # a mode whose later round stored something else than its first
-        worker_config = work / "worker.yaml"
-        worker_config.write_text(f"database: unused.db\nseeds_dir: null\nlog_level: INFO\n"
-                                 f"distributed:\n  broker_url: {url}\n", encoding="utf-8")
-        first: Worker | None = None
         try:
-            forked = forked_start(worker_config, work / "forked.log")
-            for round_ in range(args.rounds):  # the machine's load moves: each mode's best round is kept
-                for name in reports:
-                    folder = work / f"{name.replace('=', '')}-{round_}"
-                    if name == "workers=1" and first is None:
-                        first = Worker(worker_config, work / "worker1.log")
-                        ready.append(first)
-                    second = Worker(worker_config, work / f"worker2-{round_}.log") if name == "workers=2" else None
-                    for worker in (first, second) if name != "embedded" else ():
-                        if worker is not None:
-                            worker.wait_warm()
-                    try:
-                        pids = [w.process.pid for w in (first, second) if w is not None and name != "embedded"]
-                        reports[name].append(one_pass(folder, bases, None if name == "embedded" else url, pids,
-                                                      [redis_server.pid, server.pid]))
-                    finally:
-                        if second is not None:
-                            ready.append(second)
-                            second.stop()
-                    this = stored(folder / "bench.db")
-                    if results.setdefault(name, this) != this:
-                        unsteady[name] = differences(results[name], this)
+            modes = run_modes(work, bases, url, args.rounds, [redis_server.pid, server.pid])
         finally:
-            if first is not None:
-                first.stop()
             redis_server.terminate()
             redis_server.wait(timeout=30)
             server.terminate()
     cores = len(os.sched_getaffinity(0))
     print(f"{count} pages from {args.pages} on {args.outlets} loopback outlets; {cores} cores; "
           f"load average {os.getloadavg()[0]:.1f}")
-    for n, worker in enumerate(ready, 1):
-        print(f"worker start {n}: ready in {worker.ready_after:.2f} s (process start, imports), "
-              f"RSS {worker.rss_mb:.0f} MB when ready, "
-              f"{worker.warm_rss_mb:.0f} MB once warm (the language model, stop lists, month names)")
-    for n, (after, rss, pss) in enumerate(forked, 1):
-        print(f"forked worker {n} (newsmonitor worker --processes 2): ready {after:.0f} ms after the fork, "
-              f"RSS {rss:.0f} MB, PSS {pss:.0f} MB (pages shared with its parent and sibling counted once)")
-    rates = {}
-    for name, runs in reports.items():
-        best = min(runs, key=lambda run: run.duration)
-        report = best.report
-        rates[name] = count / best.duration
-        articles, clusters = results[name]
-        cpu = (f"; CPU per page: daemon {best.daemon_cpu / count * 1000:.1f} ms, "
-               f"workers {best.workers_cpu / count * 1000:.1f} ms, redis and page server "
-               f"{best.others_cpu / count * 1000:.1f} ms") if name != "embedded" else ""
-        print(f"{name}: {rates[name]:.1f} pages/s, best of {len(runs)} "
-              f"({', '.join(f'{run.duration:.2f}' for run in runs)} s; {report.feeds.added} articles stored, "
-              f"{len(articles)} rows, {len(clusters)} clusters); writer idle {report.writer_idle / best.duration:.0%}, "
-              f"placing the batch {report.placing:.2f} s"
-              f"{cpu}")
-    two_best = min(reports["workers=2"], key=lambda run: run.duration)
-    if two_best.workers_cpu > 0:  # the CPU the pages cost, whatever else the machine was doing
-        per_page = (two_best.workers_cpu + two_best.daemon_cpu + two_best.others_cpu) / count
-        ceiling = min(2.0, cores * (two_best.workers_cpu / count) / per_page) if cores >= 2 else 1.0
-        print(f"CPU per page {per_page * 1000:.1f} ms (workers, daemon, redis and page server): on {cores} "
-              f"otherwise idle cores "
-              f"2 workers could reach at most {ceiling:.2f}x one worker; load average now {os.getloadavg()[0]:.1f}")
-    same_articles = results["embedded"][0] == results["workers=1"][0] == results["workers=2"][0]
-    identical = same_articles and results["embedded"][1] == results["workers=1"][1] == results["workers=2"][1]
-    print(f"articles (URL, title, text): {'identical' if same_articles else 'differ'} in the three modes")
-    for name in ("workers=1", "workers=2"):
-        if results[name] != results["embedded"]:
-            print(f"{name} vs embedded: {differences(results['embedded'], results[name])}")
-    for name, what in unsteady.items():
-        print(f"{name} vs itself, a later round: {what} (the order articles reach the writer moves clusters)")
-    one, two = rates["workers=1"], rates["workers=2"]
-    print(f"scale-out: workers=1 {one:.1f} pages/s, workers=2 {two:.1f} pages/s, speedup {two / one:.2f}, "
-          f"identical={'yes' if identical else 'no'}")
+    print_starts(modes)
+    print_sameness(modes, print_passes(modes, count, cores))
     return 0
 
 
