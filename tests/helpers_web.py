@@ -17,9 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from ruamel.yaml import YAML
+
+if TYPE_CHECKING:
+    from monitor.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
@@ -158,26 +162,40 @@ def build_newsroom(path: Path, now: datetime | None = None) -> Path:
         for n in range(FILLERS):
             story(101 + n, 100 + n, [("Daily Ledger", "dailyledger.example", "en", f"Council meeting number {n}",
                                       f"The council met for the {n}th time and discussed the budget.")])
-        created = iso(now - timedelta(hours=4))
-        store.record_alerts([
-            {"rule": "quake-watch", "cluster_id": ABSORBED, "step": 0, "reason": "new story in 1 outlet",
-             "matched_terms": '["earthquake"]', "sources_at_alert": 1, "articles_at_alert": 1, "created": created,
-             "title": "Quake", "message": "m", "delivered_at": created, "attempts": 1},
-            {"rule": "quake-watch", "cluster_id": VOLCANO, "step": 0, "reason": "new story in 1 outlet",
-             "matched_terms": '["eruption"]', "sources_at_alert": 1, "articles_at_alert": 1, "created": created,
-             "title": "Volcano", "message": "m", "attempts": 2, "last_error": "default: connection refused",
-             "next_attempt": iso(now + timedelta(minutes=30))},
-            {"rule": "elections", "cluster_id": ELECTION, "step": 0, "reason": "new story in 1 outlet",
-             "matched_terms": '["election"]', "sources_at_alert": 1, "articles_at_alert": 2, "created": created,
-             "title": "Election", "message": "m", "attempts": 0}], watermark=iso(now))
-        store.update_feed(feeds["Broken Feed"], last_status="error", last_error="HTTP 503 for url",
-                          last_http_status=503, consecutive_errors=4, failing_since=iso(now - timedelta(days=1)),
-                          last_fetched=iso(now - timedelta(hours=1)), next_due=iso(now + timedelta(hours=2)))
-        store.update_feed(feeds["Gone Feed"], last_status="gone", disabled=1, disabled_reason="gone (HTTP 410)",
-                          disabled_at=iso(now - timedelta(days=3)), last_http_status=410)
-        store.update_feed(feeds["Nordic Wire"], last_status="ok", last_success=iso(now - timedelta(minutes=20)),
-                          last_fetched=iso(now - timedelta(minutes=20)), next_due=iso(now + timedelta(minutes=10)))
+        _record_alerts(store, now)
+        _set_feed_states(store, feeds, now)
     return path
+
+
+def _record_alerts(store: Store, now: datetime) -> None:
+    """Three alerts: one delivered, one failing and due again, one waiting."""
+    from monitor.store import iso
+
+    created = iso(now - timedelta(hours=4))
+    store.record_alerts([
+        {"rule": "quake-watch", "cluster_id": ABSORBED, "step": 0, "reason": "new story in 1 outlet",
+         "matched_terms": '["earthquake"]', "sources_at_alert": 1, "articles_at_alert": 1, "created": created,
+         "title": "Quake", "message": "m", "delivered_at": created, "attempts": 1},
+        {"rule": "quake-watch", "cluster_id": VOLCANO, "step": 0, "reason": "new story in 1 outlet",
+         "matched_terms": '["eruption"]', "sources_at_alert": 1, "articles_at_alert": 1, "created": created,
+         "title": "Volcano", "message": "m", "attempts": 2, "last_error": "default: connection refused",
+         "next_attempt": iso(now + timedelta(minutes=30))},
+        {"rule": "elections", "cluster_id": ELECTION, "step": 0, "reason": "new story in 1 outlet",
+         "matched_terms": '["election"]', "sources_at_alert": 1, "articles_at_alert": 2, "created": created,
+         "title": "Election", "message": "m", "attempts": 0}], watermark=iso(now))
+
+
+def _set_feed_states(store: Store, feeds: dict[str, int], now: datetime) -> None:
+    """A failing feed, a gone one and a healthy one."""
+    from monitor.store import iso
+
+    store.update_feed(feeds["Broken Feed"], last_status="error", last_error="HTTP 503 for url",
+                      last_http_status=503, consecutive_errors=4, failing_since=iso(now - timedelta(days=1)),
+                      last_fetched=iso(now - timedelta(hours=1)), next_due=iso(now + timedelta(hours=2)))
+    store.update_feed(feeds["Gone Feed"], last_status="gone", disabled=1, disabled_reason="gone (HTTP 410)",
+                      disabled_at=iso(now - timedelta(days=3)), last_http_status=410)
+    store.update_feed(feeds["Nordic Wire"], last_status="ok", last_success=iso(now - timedelta(minutes=20)),
+                      last_fetched=iso(now - timedelta(minutes=20)), next_due=iso(now + timedelta(minutes=10)))
 
 
 def newsroom_config(folder: Path, database: str = "monitor.db") -> Path:
