@@ -442,8 +442,7 @@ class Clusterer:
         recall = self.memory.recall(self.params.hot_docs, self.params.window_days)
         if restore_kept(recall, self.window, self.vocabulary, self.duplicates):
             self._evict()
-        else:
-            self._start_empty()
+        else:  # nothing was put back: the clusterer is still empty
             self._replay(recall)
         if recall.older_stored and self.window.now is not None:
             self.window.cold_after = self.window.now - self.params.window_days * DAY
