@@ -163,9 +163,9 @@ def _forget_places(store: Store, since: datetime | None) -> dict[int, int]:
     through docs still in memory."""
     db, marks = store.db, {"since": iso(since)}
     was_in = dict(db.execute(f"{_PLACED_AGAIN} SELECT id, cluster_id FROM articles WHERE id IN again", marks))
-    db.execute(f"{_PLACED_AGAIN} UPDATE articles SET cluster_id = NULL, duplicate_of = NULL, "
-               "duplicate_similarity = NULL, cluster_score = NULL, cluster_terms = NULL, split_from = NULL, "
-               "merged_from = NULL, rescored_at = NULL WHERE id IN again", marks)
+    db.conn.executemany("UPDATE articles SET cluster_id = NULL, duplicate_of = NULL, duplicate_similarity = NULL, "
+                        "cluster_score = NULL, cluster_terms = NULL, split_from = NULL, merged_from = NULL, "
+                        "rescored_at = NULL WHERE id = ?", [(a,) for a in was_in])
     if since is None:
         for table in ("cluster_docs", "cluster_states", "cluster_keys"):
             db.execute(f"DELETE FROM {table}")
